@@ -1,0 +1,1 @@
+"""Catalog reading and validation, embedding, and index jobs."""

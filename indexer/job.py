@@ -1,0 +1,156 @@
+"""The index job: catalog -> validated products -> vectors -> new index version -> alias swap.
+
+A failed or interrupted job drops the half-built version and leaves the alias on
+the version it served before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from indexer.catalog import load_catalog
+from indexer.embedding_cache import EmbeddingCache, embed_with_cache
+from indexer.product_text import product_text
+from relevance.embedder import Embedder
+from relevance.engines.base import IndexedProduct, SearchEngine
+from relevance.errors import CatalogError, EngineError
+
+log = logging.getLogger(__name__)
+UPSERT_BATCH = 1000
+
+
+@dataclass
+class IndexReport:
+    summary: dict[str, Any]
+    version: str
+    previous_version: str | None
+    dead_letter_path: Path
+    embedded: int
+    cached: int
+    seconds: float
+    pruned: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary,
+            "version": self.version,
+            "previous_version": self.previous_version,
+            "dead_letter": str(self.dead_letter_path),
+            "embedded": self.embedded,
+            "embedding_cache_hits": self.cached,
+            "seconds": round(self.seconds, 2),
+            "products_per_second": round(self.summary["indexed"] / self.seconds, 1) if self.seconds else None,
+            "pruned_versions": self.pruned,
+        }
+
+
+ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def run_index_job(
+    catalog_path: Path,
+    *,
+    engine: SearchEngine,
+    embedder: Embedder,
+    cache: EmbeddingCache,
+    alias: str,
+    embedding_fields: list[str],
+    dead_letter_dir: Path,
+    keep_versions: int,
+    progress: ProgressCallback | None = None,
+) -> IndexReport:
+    """Build a new version of ``alias`` from ``catalog_path`` and swap the alias onto it."""
+    started = time.perf_counter()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    dead_letter_path = dead_letter_dir / f"{alias}-{stamp}.jsonl"
+    catalog = load_catalog(catalog_path, dead_letter_path)
+    if not catalog.products:
+        raise CatalogError(
+            f"no valid product in {catalog_path} ({catalog.summary.rejected} rejected, see {dead_letter_path});"
+            " the live index is unchanged",
+            field="catalog",
+        )
+    products = catalog.products
+    total = len(products)
+
+    def report(stage: str, done: int) -> None:
+        if progress:
+            progress(stage, done, total)
+
+    texts = [product_text(product, embedding_fields) for product in products]
+    embedded_so_far = 0
+
+    def on_embedded(count: int) -> None:
+        nonlocal embedded_so_far
+        embedded_so_far += count
+        report("embed", embedded_so_far)
+
+    vectors, newly_embedded = embed_with_cache(
+        texts, embedder.model_id, embedder.encode, cache, on_progress=on_embedded
+    )
+
+    metadata = {
+        "catalog": str(catalog_path),
+        "embedding_model": embedder.model_id,
+        "embedding_fields": embedding_fields,
+        "summary": catalog.summary.as_dict(),
+    }
+    version = engine.create_version(alias, int(vectors.shape[1]), metadata)
+    try:
+        refused: list[tuple[str, str]] = []
+        for start in range(0, total, UPSERT_BATCH):
+            batch = [
+                IndexedProduct(product, vector)
+                for product, vector in zip(
+                    products[start : start + UPSERT_BATCH], vectors[start : start + UPSERT_BATCH], strict=True
+                )
+            ]
+            refused.extend(engine.bulk_upsert(version, batch))
+            report("index", min(start + UPSERT_BATCH, total))
+        engine.commit(version)
+        _dead_letter_refused(dead_letter_path, refused, products)
+        summary = catalog.summary
+        summary.rejected += len(refused)
+        summary.indexed -= len(refused)
+        count = engine.count(version)
+        if count != summary.indexed:
+            raise EngineError(f"new version {version} holds {count} products, expected {summary.indexed}")
+        previous = engine.swap_alias(alias, version)
+    except BaseException:  # interrupts too: never leave a half-built version behind
+        log.warning("index job failed; dropping half-built version %s", version)
+        engine.drop_version(version)
+        raise
+    pruned = prune_versions(engine, alias, keep_versions)
+    elapsed = time.perf_counter() - started
+    return IndexReport(
+        summary.as_dict(), version, previous, dead_letter_path, newly_embedded, total - newly_embedded, elapsed, pruned
+    )
+
+
+def _dead_letter_refused(path: Path, refused: list[tuple[str, str]], products: list) -> None:
+    if not refused:
+        return
+    by_id = {product.product_id: product for product in products}
+    with path.open("a", encoding="utf-8") as handle:
+        for product_id, reason in refused:
+            row = by_id[product_id].model_dump(exclude_none=True)
+            handle.write(json.dumps({"line": None, "reason": f"engine refused: {reason}", "row": row}) + "\n")
+
+
+def prune_versions(engine: SearchEngine, alias: str, keep: int) -> list[str]:
+    """Drop the oldest versions beyond ``keep``; the live one is never dropped."""
+    versions = sorted(engine.list_versions(alias), key=lambda v: v.name)
+    removable = [v for v in versions if not v.is_live]
+    excess = len(versions) - keep
+    dropped = []
+    for version in removable[: max(excess, 0)]:
+        engine.drop_version(version.name)
+        dropped.append(version.name)
+    return dropped

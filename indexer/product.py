@@ -1,0 +1,97 @@
+"""The catalog's product schema, validated with pydantic.
+
+A product needs ``product_id`` and ``title``; every other field is optional.
+Unknown fields are ignored (and counted in the job summary) so catalogs with extra
+columns still load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CATEGORY_SEPARATOR = " > "
+AttributeValue = str | int | float | bool
+
+
+def split_category(path: str) -> list[str]:
+    """Split "Tools > Power Tools > Drills" into its segments, rejecting empty ones."""
+    segments = [segment.strip() for segment in path.split(">")]
+    if any(not segment for segment in segments):
+        raise ValueError(f"category path {path!r} has an empty segment; write it as 'A > B > C'")
+    return segments
+
+
+class Product(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
+
+    product_id: str = Field(min_length=1, max_length=256, pattern=r"^[^\s/]+$")
+    title: str = Field(min_length=1, max_length=1000)
+    description: str | None = Field(None, max_length=50_000)
+    brand: str | None = Field(None, max_length=200)
+    category: str | None = Field(None, max_length=1000)
+    price: float | None = Field(None, ge=0)
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    rating: float | None = Field(None, ge=0, le=5)
+    rating_count: int | None = Field(None, ge=0)
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+    in_stock: bool | None = None
+    popularity: float | None = Field(None, ge=0)
+
+    @field_validator("product_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        # Numeric ids from CSV/JSON are common; keep them as text so lookups agree.
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return str(value)
+        return value
+
+    @field_validator("category")
+    @classmethod
+    def _normalise_category(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        return CATEGORY_SEPARATOR.join(split_category(value))
+
+    @field_validator("price", "rating", "popularity")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _upper_currency(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attributes_from_text(cls, value: Any) -> Any:
+        # CSV carries attributes as a JSON object in one cell.
+        if value is None or value == "":
+            return {}
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"must be a JSON object: {exc.msg}") from exc
+        return value
+
+    @property
+    def category_segments(self) -> list[str]:
+        return split_category(self.category) if self.category else []
+
+    def text_fields(self) -> dict[str, str]:
+        """The searchable text of the product, by field name."""
+        return {
+            "title": self.title,
+            "brand": self.brand or "",
+            "category": self.category or "",
+            "description": self.description or "",
+        }

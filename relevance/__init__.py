@@ -1,0 +1,1 @@
+"""Query-time relevance layer: engines, retrieval, fusion, pipeline and the HTTP API."""

@@ -1,0 +1,3 @@
+from relevance.cli import main
+
+main()

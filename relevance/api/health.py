@@ -1,0 +1,36 @@
+"""GET /healthz (the process answers) and GET /readyz (it can serve searches)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+from relevance.errors import RelevanceError
+from relevance.services import Services
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> ResponseReturnValue:
+    services: Services = current_app.extensions["relevance"]
+    alias = services.settings.index_alias
+    try:
+        services.engine.ping()
+        products = services.engine.count(alias)
+        services.embedder.load()
+    except RelevanceError as exc:
+        return jsonify({"status": "not_ready", "detail": exc.detail}), 503
+    return jsonify(
+        {
+            "status": "ready",
+            "index_version": services.engine.alias_target(alias),
+            "products": products,
+            "embedding_model": services.embedder.model_name,
+        }
+    )

@@ -1,0 +1,47 @@
+"""GET /products/<id> and GET /products/<id>/similar."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from relevance.api.params import parse_params
+from relevance.api.schemas import FilterParams, result_out
+from relevance.api.timing import server_timing
+from relevance.errors import NotFoundError
+from relevance.services import Services
+
+bp = Blueprint("products", __name__, url_prefix="/products")
+
+
+def _services() -> Services:
+    return current_app.extensions["relevance"]
+
+
+@bp.get("/<product_id>")
+def get_product(product_id: str) -> ResponseReturnValue:
+    services = _services()
+    found = services.engine.get(services.settings.index_alias, [product_id])
+    if product_id not in found:
+        raise NotFoundError(f"product {product_id!r} is not in the index", field="product_id")
+    return jsonify(found[product_id].model_dump())
+
+
+@bp.get("/<product_id>/similar")
+def similar_products(product_id: str) -> ResponseReturnValue:
+    params = parse_params(FilterParams, request.args)
+    result = _services().pipeline.similar(product_id, params.filters(), page=params.page, size=params.size)
+    first_rank = (params.page - 1) * params.size + 1
+    response = jsonify(
+        {
+            "query": None,
+            "product_id": product_id,
+            "mode": "vector",
+            "page": params.page,
+            "size": params.size,
+            "total": result.total,
+            "results": [result_out(item, first_rank + i, explain=False) for i, item in enumerate(result.results)],
+        }
+    )
+    response.headers["Server-Timing"] = server_timing(result.timings)
+    return response

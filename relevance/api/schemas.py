@@ -1,0 +1,138 @@
+"""Request and response schemas of the HTTP API (pydantic), also the source of /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from relevance.errors import RequestError
+from relevance.filters import SearchFilters, category_key
+from relevance.fusion import FusionMethod, Normalization
+from relevance.pipeline import FusionOptions, Mode, RankedProduct
+
+
+class FilterParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    category: str | None = Field(None, min_length=1, description="Category path prefix, e.g. 'Furniture > Beds'.")
+    brand: list[str] = Field(default_factory=list, description="Brand; repeat the parameter for any of several.")
+    price_min: float | None = Field(None, ge=0, allow_inf_nan=False)
+    price_max: float | None = Field(None, ge=0, allow_inf_nan=False)
+    in_stock: bool | None = None
+    page: int = Field(1, ge=1, le=10_000)
+    size: int = Field(10, ge=1, le=100, description="Results per page (at most 100).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FilterParams:
+        # Raised as RequestError (not ValueError) so the error names the field.
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise RequestError(
+                f"price_min ({self.price_min}) must not exceed price_max ({self.price_max})",
+                field="price_min",
+                status=422,
+            )
+        if self.category is not None:
+            try:
+                category_key(self.category)
+            except ValueError as exc:
+                raise RequestError(str(exc), field="category", status=422) from exc
+        return self
+
+    def filters(self) -> SearchFilters:
+        return SearchFilters(
+            category=self.category,
+            brand=tuple(self.brand),
+            price_min=self.price_min,
+            price_max=self.price_max,
+            in_stock=self.in_stock,
+        )
+
+
+class SearchParams(FilterParams):
+    q: str = Field(min_length=1, max_length=500, description="The shopper's query.")
+    mode: Mode = Field("hybrid", description="hybrid (both lists fused), lexical (BM25 only) or vector (kNN only).")
+    fusion: FusionMethod | None = Field(None, description="rrf or linear; default from settings.")
+    rrf_k: float | None = Field(None, gt=0, allow_inf_nan=False)
+    normalization: Normalization | None = Field(None, description="Score normalisation of the linear blend.")
+    lexical_weight: float | None = Field(None, ge=0, allow_inf_nan=False)
+    vector_weight: float | None = Field(None, ge=0, allow_inf_nan=False)
+    explain: bool = Field(False, description="Add each result's component scores and ranks, and stage timings.")
+
+    def fusion_options(self, defaults: FusionOptions) -> FusionOptions:
+        overrides = {
+            "method": self.fusion,
+            "rrf_k": self.rrf_k,
+            "normalization": self.normalization,
+            "lexical_weight": self.lexical_weight,
+            "vector_weight": self.vector_weight,
+        }
+        return defaults.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+class Explanation(BaseModel):
+    fused_score: float
+    lexical_score: float | None
+    lexical_rank: int | None
+    vector_score: float | None
+    vector_rank: int | None
+
+
+class ProductOut(BaseModel):
+    product_id: str
+    title: str
+    description: str | None = None
+    brand: str | None = None
+    category: str | None = None
+    price: float | None = None
+    currency: str | None = None
+    rating: float | None = None
+    rating_count: int | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    in_stock: bool | None = None
+    popularity: float | None = None
+
+
+class ResultOut(ProductOut):
+    rank: int
+    score: float
+    explain: Explanation | None = None
+
+
+class SearchResponse(BaseModel):
+    query: str | None = None
+    mode: str
+    fusion: FusionOptions | None = None
+    page: int
+    size: int
+    total: int = Field(description="Results in the fixed window pages are cut from.")
+    results: list[ResultOut]
+    timings_ms: dict[str, float] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="Machine-readable kind, e.g. invalid_request, not_found, index_not_ready.")
+    detail: str
+    field: str | None = None
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "ready", "not_ready"]
+    detail: str | None = None
+    index_version: str | None = None
+    products: int | None = None
+    embedding_model: str | None = None
+
+
+def result_out(item: RankedProduct, rank: int, explain: bool) -> dict[str, Any]:
+    hit = item.hit
+    body = item.product.model_dump() | {"rank": rank, "score": hit.score}
+    if explain:
+        body["explain"] = {
+            "fused_score": hit.score,
+            "lexical_score": hit.lexical_score,
+            "lexical_rank": hit.lexical_rank,
+            "vector_score": hit.vector_score,
+            "vector_rank": hit.vector_rank,
+        }
+    return body

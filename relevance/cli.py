@@ -1,0 +1,275 @@
+"""The one command-line entry point: ``relevance`` (or ``python -m relevance``).
+
+Commands parse arguments, call the same services the API uses, and print; domain
+errors become friendly CLI errors only here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from relevance.config import Settings, load_settings
+from relevance.errors import RelevanceError
+from relevance.filters import SearchFilters
+
+SAMPLE_CATALOG = Path(__file__).resolve().parents[1] / "data" / "sample" / "wands_products.jsonl"
+
+
+def _friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except RelevanceError as exc:
+            field = f" [{exc.field}]" if exc.field else ""
+            raise click.ClickException(f"{exc.detail}{field}") from exc
+        except ValueError as exc:  # pydantic validation of CLI-built objects
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+def _services(ctx: click.Context):
+    from relevance.services import Services
+
+    if "services" not in ctx.obj:
+        ctx.obj["services"] = Services.from_settings(_settings(ctx))
+    return ctx.obj["services"]
+
+
+@click.group()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file.")
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False), help="Where indexes and caches live (RELEVANCE_DATA_DIR)."
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None, data_dir: str | None, verbose: bool) -> None:
+    """Search-relevance layer: index catalogs, search, serve the API, write TREC runs."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    overrides = {"data_dir": Path(data_dir)} if data_dir else {}
+    try:
+        ctx.obj = {"settings": load_settings(config_file, **overrides)}
+    except RelevanceError as exc:
+        raise click.ClickException(exc.detail) from exc
+
+
+@main.command()
+@click.argument("catalog", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+@_friendly_errors
+def index(ctx: click.Context, catalog: Path, as_json: bool) -> None:
+    """Index CATALOG (.jsonl, .csv, .parquet) into a new version and swap the alias onto it."""
+    report = _index_with_progress(ctx, catalog)
+    summary = report.as_dict()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    for key, value in summary.items():
+        click.echo(f"{key:>22}: {value}")
+    if report.summary["rejected"]:
+        click.echo(f"{report.summary['rejected']} rejected rows with reasons: {report.dead_letter_path}", err=True)
+
+
+def _index_with_progress(ctx: click.Context, catalog: Path):
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="products", file=sys.stderr, leave=True)
+        bar.update(done - bar.n)
+
+    try:
+        return _services(ctx).index_catalog(catalog, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+@main.command()
+@click.argument("query")
+@click.option("--category", help="Category path prefix, e.g. 'Furniture > Beds'.")
+@click.option("--brand", multiple=True, help="Brand (repeat for any of several).")
+@click.option("--price-min", type=float)
+@click.option("--price-max", type=float)
+@click.option("--in-stock/--any-stock", default=None, help="Only products in stock.")
+@click.option("--mode", type=click.Choice(["hybrid", "lexical", "vector"]), default="hybrid")
+@click.option("--fusion", type=click.Choice(["rrf", "linear"]), help="Default from settings.")
+@click.option("--size", type=click.IntRange(1, 100), default=10)
+@click.option("--page", type=click.IntRange(1), default=1)
+@click.option("--explain", is_flag=True, help="Show component scores and ranks.")
+@click.pass_context
+@_friendly_errors
+def search(ctx: click.Context, query: str, **options: Any) -> None:
+    """Search the served index and print the results as a table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    services = _services(ctx)
+    filters = SearchFilters(
+        category=options["category"],
+        brand=tuple(options["brand"]),
+        price_min=options["price_min"],
+        price_max=options["price_max"],
+        in_stock=options["in_stock"],
+    )
+    fusion = services.pipeline.default_fusion
+    if options["fusion"]:
+        fusion = fusion.model_copy(update={"method": options["fusion"]})
+    result = services.pipeline.search(
+        query, filters, page=options["page"], size=options["size"], mode=options["mode"], fusion=fusion
+    )
+    table = Table(title=f"{query!r}: {result.total} results in the window")
+    for column in ("#", "product_id", "title", "category", "price", "score"):
+        table.add_column(column)
+    if options["explain"]:
+        for column in ("lexical (rank)", "vector (rank)"):
+            table.add_column(column)
+    first = (options["page"] - 1) * options["size"] + 1
+    for position, item in enumerate(result.results, start=first):
+        product, hit = item.product, item.hit
+        row = [
+            str(position),
+            product.product_id,
+            product.title,
+            product.category or "",
+            _fmt(product.price),
+            f"{hit.score:.4f}",
+        ]
+        if options["explain"]:
+            row += [_component(hit.lexical_score, hit.lexical_rank), _component(hit.vector_score, hit.vector_rank)]
+        table.add_row(*row)
+    Console().print(table)
+    if options["explain"]:
+        click.echo(f"timings (ms): {result.timings.stages_ms}")
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def _component(score: float | None, rank: int | None) -> str:
+    return "-" if score is None else f"{score:.3f} ({rank})"
+
+
+@main.command()
+@click.option(
+    "--queries", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True, help="CSV query_id,query."
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="TREC run file to write.")
+@click.option(
+    "--candidates",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV query_id,product_id: re-rank only these.",
+)
+@click.option(
+    "--depth",
+    type=click.IntRange(1, 1000),
+    default=100,
+    show_default=True,
+    help="Results per query from the whole catalog.",
+)
+@click.option("--mode", type=click.Choice(["hybrid", "lexical", "vector"]), default="hybrid", show_default=True)
+@click.option("--fusion", type=click.Choice(["rrf", "linear"]), help="Default from settings.")
+@click.option("--tag", default="relevance", show_default=True, help="Run tag (last column).")
+@click.pass_context
+@_friendly_errors
+def rank(
+    ctx: click.Context,
+    queries: Path,
+    out: Path,
+    candidates: Path | None,
+    depth: int,
+    mode: str,
+    fusion: str | None,
+    tag: str,
+) -> None:
+    """Write a TREC run (qid Q0 product_id rank score tag) for a CSV of queries."""
+    from tqdm import tqdm
+
+    from relevance.trec import read_candidates, read_queries, write_run
+
+    services = _services(ctx)
+    options = services.pipeline.default_fusion
+    if fusion:
+        options = options.model_copy(update={"method": fusion})
+    query_rows = read_queries(queries)
+    candidate_sets = read_candidates(candidates) if candidates else None
+    with out.open("w", encoding="utf-8") as handle:
+        for query_id, text in tqdm(query_rows, desc="rank", unit="queries", file=sys.stderr):
+            if candidate_sets is not None:
+                ids = candidate_sets.get(query_id, [])
+                hits = services.pipeline.rank_candidates(text, ids, mode=mode, fusion=options) if ids else []
+            else:
+                hits = services.pipeline.ranked(text, SearchFilters(), mode=mode, fusion=options, depth=depth)
+            write_run(handle, query_id, hits, tag)
+    click.echo(f"wrote {out} ({len(query_rows)} queries)")
+
+
+@main.command()
+@click.pass_context
+@_friendly_errors
+def versions(ctx: click.Context) -> None:
+    """List the index versions kept for the alias (the live one is marked)."""
+    services = _services(ctx)
+    for version in services.engine.list_versions(services.settings.index_alias):
+        marker = "*" if version.is_live else " "
+        click.echo(f"{marker} {version.name}  {version.count:>8} products  created {version.created_at}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+@click.pass_context
+@_friendly_errors
+def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API with gunicorn."""
+    from relevance.server import run_gunicorn
+
+    run_gunicorn(_settings(ctx), host=host, port=port, workers=workers)
+
+
+@main.command()
+@click.option(
+    "--catalog", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=SAMPLE_CATALOG, show_default=True
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+@click.pass_context
+@_friendly_errors
+def demo(ctx: click.Context, catalog: Path, host: str, port: int, workers: int) -> None:
+    """Index the sample catalog if nothing is served yet, then serve the API."""
+    from relevance.server import run_gunicorn
+
+    services = _services(ctx)
+    live = services.engine.alias_target(services.settings.index_alias)
+    if live is None:
+        click.echo(f"indexing the sample catalog {catalog} (first run only)...")
+        report = _index_with_progress(ctx, catalog)
+        click.echo(f"indexed {report.summary['indexed']} products into {report.version}")
+    else:
+        click.echo(f"serving existing index {live}")
+    click.echo(f"try: curl 'http://{host}:{port}/search?q=velvet+accent+chair&size=5'")
+    run_gunicorn(_settings(ctx), host=host, port=port, workers=workers)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Run the API under gunicorn from the CLI, with the CLI's settings."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from relevance.config import Settings
+
+
+class _GunicornApp(BaseApplication):
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Runs in each worker after the fork: torch and the index load per worker.
+        from relevance.api import create_app, warm_up
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        app = create_app(self.settings)
+        warm_up(app)
+        return app
+
+
+def run_gunicorn(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    options = {"bind": f"{host}:{port}", "workers": workers, "timeout": 60, "accesslog": None, "preload_app": False}
+    _GunicornApp(settings, options).run()

@@ -1,0 +1,49 @@
+"""The objects both front doors (API and CLI) use, built once from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexer.embedding_cache import EmbeddingCache
+from indexer.job import IndexReport, ProgressCallback, run_index_job
+from relevance.config import Settings
+from relevance.embedder import Embedder
+from relevance.engines import SearchEngine, create_engine
+from relevance.pipeline import SearchPipeline
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: SearchEngine
+    embedder: Embedder
+    pipeline: SearchPipeline
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Services:
+        engine = create_engine(settings)
+        embedder = Embedder(
+            settings.embedding_model,
+            batch_size=settings.embedding_batch_size,
+            max_seq_length=settings.embedding_max_seq_length,
+            torch_threads=settings.torch_threads,
+        )
+        return cls(settings, engine, embedder, SearchPipeline(engine, embedder, settings))
+
+    def index_catalog(self, catalog: Path, progress: ProgressCallback | None = None) -> IndexReport:
+        cache = EmbeddingCache(self.settings.embedding_cache_path)
+        try:
+            return run_index_job(
+                catalog,
+                engine=self.engine,
+                embedder=self.embedder,
+                cache=cache,
+                alias=self.settings.index_alias,
+                embedding_fields=self.settings.embedding_fields,
+                dead_letter_dir=self.settings.dead_letter_dir,
+                keep_versions=self.settings.keep_versions,
+                progress=progress,
+            )
+        finally:
+            cache.close()

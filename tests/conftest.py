@@ -1,0 +1,71 @@
+"""Shared fixtures: real model, real embedded indexes built in temporary directories.
+
+The embedding model loads once per session; the fixture catalog is indexed once
+per session into its own data directory through the same job the CLI runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from relevance.api import create_app
+from relevance.config import Settings, load_settings
+from relevance.embedder import Embedder
+from relevance.services import Services
+
+DATA = Path(__file__).parent / "data"
+CATALOG = DATA / "catalog.jsonl"
+BAD_CATALOG = DATA / "bad_catalog.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def _isolate_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No RELEVANCE_* variable from the caller's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("RELEVANCE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    model = Embedder()
+    model.load()
+    return model
+
+
+def make_services(data_dir: Path, embedder: Embedder, **overrides: object) -> Services:
+    settings = load_settings(data_dir=data_dir, **overrides)
+    services = Services.from_settings(settings)
+    services.embedder = embedder
+    services.pipeline.embedder = embedder
+    return services
+
+
+@pytest.fixture(scope="session")
+def indexed_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    data_dir = tmp_path_factory.mktemp("indexed")
+    make_services(data_dir, embedder).index_catalog(CATALOG)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def services(indexed_dir: Path, embedder: Embedder) -> Services:
+    return make_services(indexed_dir, embedder)
+
+
+@pytest.fixture(scope="session")
+def settings(services: Services) -> Settings:
+    return services.settings
+
+
+@pytest.fixture(scope="session")
+def client(services: Services) -> Iterator:
+    app = create_app(services=services)
+    app.testing = True
+    yield app.test_client()

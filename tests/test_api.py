@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from relevance.api import create_app
+from relevance.embedder import Embedder
+from tests.conftest import make_services
+
+
+def assert_error(response, status: int, field: str | None) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error", "detail", "field"}
+    assert body["field"] == field
+    assert "Traceback" not in body["detail"]
+    return body
+
+
+def test_search_returns_hybrid_results(client) -> None:
+    body = client.get("/search?q=cordless+drill&size=3").get_json()
+    assert body["mode"] == "hybrid" and body["fusion"]["method"] == "rrf"
+    assert [r["rank"] for r in body["results"]] == [1, 2, 3]
+    assert body["results"][0]["product_id"] in {"d1", "d2", "d3", "d4"}
+    assert "explain" not in body["results"][0] and "timings_ms" not in body
+
+
+def test_explain_adds_component_scores_ranks_and_timings(client) -> None:
+    response = client.get("/search?q=cordless+drill&size=3&explain=true")
+    body = response.get_json()
+    explain = body["results"][0]["explain"]
+    assert explain["lexical_rank"] >= 1 and explain["vector_rank"] >= 1
+    assert explain["fused_score"] == pytest.approx(
+        1 / (60 + explain["lexical_rank"]) + 1 / (60 + explain["vector_rank"])
+    )
+    assert set(body["timings_ms"]) >= {"embed", "lexical", "vector", "fusion", "fetch"}
+    assert "lexical;dur=" in response.headers["Server-Timing"]
+
+
+def test_fusion_options_are_applied(client) -> None:
+    body = client.get(
+        "/search?q=drill&fusion=linear&normalization=zscore&lexical_weight=1&vector_weight=0&explain=true"
+    ).get_json()
+    assert body["fusion"] == {
+        "method": "linear",
+        "rrf_k": 60.0,
+        "normalization": "zscore",
+        "lexical_weight": 1.0,
+        "vector_weight": 0.0,
+    }
+    lexical = [r["explain"]["lexical_score"] or 0.0 for r in body["results"]]
+    assert lexical == sorted(lexical, reverse=True), "with vector weight 0 the order follows BM25"
+
+
+def test_filters_as_query_parameters(client) -> None:
+    body = client.get("/search?q=drill&brand=DEWALT&brand=milwaukee&in_stock=true&price_max=150&size=50").get_json()
+    assert body["results"]
+    for result in body["results"]:
+        assert result["brand"] in ("DEWALT", "Milwaukee") and result["in_stock"] and result["price"] <= 150
+
+
+def test_pages_do_not_repeat(client) -> None:
+    first = client.get("/search?q=chair&size=3&page=1").get_json()
+    second = client.get("/search?q=chair&size=3&page=2").get_json()
+    assert first["total"] == second["total"]
+    assert not {r["product_id"] for r in first["results"]} & {r["product_id"] for r in second["results"]}
+    assert [r["rank"] for r in second["results"]] == [4, 5, 6]
+    beyond = client.get("/search?q=chair&size=100&page=50").get_json()
+    assert beyond["results"] == [] and beyond["total"] == first["total"]
+
+
+def test_product_and_similar(client) -> None:
+    assert client.get("/products/d1").get_json()["title"].startswith("DEWALT 20V MAX")
+    similar = client.get("/products/d1/similar?size=4&category=Tools").get_json()
+    assert len(similar["results"]) == 4 and "d1" not in [r["product_id"] for r in similar["results"]]
+    assert all(r["category"].startswith("Tools") for r in similar["results"])
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "field"),
+    [
+        ("/search", 400, "q"),
+        ("/search?q=drill&size=abc", 400, "size"),
+        ("/search?q=drill&sise=3", 400, "sise"),
+        ("/search?q=drill&page=1&page=2", 400, "page"),
+        ("/search?q=drill&in_stock=perhaps", 400, "in_stock"),
+        ("/search?q=drill&size=101", 422, "size"),
+        ("/search?q=drill&size=0", 422, "size"),
+        ("/search?q=drill&page=0", 422, "page"),
+        ("/search?q=%20%20", 422, "q"),
+        ("/search?q=drill&mode=magic", 422, "mode"),
+        ("/search?q=drill&fusion=sum", 422, "fusion"),
+        ("/search?q=drill&rrf_k=0", 422, "rrf_k"),
+        ("/search?q=drill&price_min=-1", 422, "price_min"),
+        ("/search?q=drill&price_min=nan", 422, "price_min"),
+        ("/search?q=drill&price_min=10&price_max=5", 422, "price_min"),
+        ("/search?q=drill&category=Tools%20%3E%20%3E%20Drills", 422, "category"),
+        ("/products/nope", 404, "product_id"),
+        ("/products/nope/similar", 404, "product_id"),
+        ("/products/d1/similar?size=1000", 422, "size"),
+        ("/no/such/route", 404, None),
+    ],
+)
+def test_bad_requests_get_json_errors_naming_the_field(client, url: str, status: int, field: str | None) -> None:
+    assert_error(client.get(url), status, field)
+
+
+def test_wrong_method_is_a_json_405(client) -> None:
+    assert_error(client.post("/search?q=drill"), 405, None)
+
+
+def test_health_and_readiness(client) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz").get_json()
+    assert ready["status"] == "ready" and ready["products"] == 40 and ready["index_version"].startswith("products-")
+
+
+def test_without_an_index_search_is_503_and_not_ready(tmp_path: Path, embedder: Embedder) -> None:
+    app = create_app(services=make_services(tmp_path, embedder))
+    client = app.test_client()
+    body = assert_error(client.get("/search?q=drill"), 503, "index")
+    assert body["error"] == "index_not_ready" and "relevance index" in body["detail"]
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200
+
+
+def test_openapi_documents_every_route(client) -> None:
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    routes = {rule.rule.replace("<", "{").replace(">", "}") for rule in client.application.url_map.iter_rules()}
+    routes.discard("/static/{path:filename}")
+    assert routes == set(spec["paths"])
+    params = {p["name"] for p in spec["paths"]["/search"]["get"]["parameters"]}
+    assert {
+        "q",
+        "category",
+        "brand",
+        "price_min",
+        "price_max",
+        "in_stock",
+        "page",
+        "size",
+        "mode",
+        "fusion",
+        "explain",
+    } <= params
+    assert "ErrorResponse" in spec["components"]["schemas"]
+
+
+def test_unexpected_errors_are_json_500_without_trace(tmp_path: Path, embedder: Embedder) -> None:
+    services = make_services(tmp_path, embedder)
+
+    def explode(*_args, **_kwargs):
+        raise RuntimeError("secret internals")
+
+    services.pipeline.search = explode  # fault injection: a bug, not bad input
+    client = create_app(services=services).test_client()
+    body = assert_error(client.get("/search?q=drill"), 500, None)
+    assert "secret" not in body["detail"]

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from indexer.catalog import load_catalog
+from relevance.errors import CatalogError
+from tests.conftest import BAD_CATALOG
+
+
+def dead_letters(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_bad_rows_go_to_dead_letter_with_line_and_reason(tmp_path: Path) -> None:
+    loaded = load_catalog(BAD_CATALOG, tmp_path / "dead.jsonl")
+    reasons = {record["line"]: record["reason"] for record in dead_letters(loaded.dead_letter_path)}
+    expected = {
+        3: "invalid JSON",
+        4: "expected a JSON object",
+        5: "product_id: Field required",
+        6: "title: Field required",
+        7: "title: String should have at least 1 character",
+        8: "price: Input should be greater than or equal to 0",
+        9: "price: Input should be a valid number",
+        10: "currency: String should match pattern",
+        11: "rating: Input should be less than or equal to 5",
+        12: "rating_count: Input should be greater than or equal to 0",
+        13: "category: Value error, category path 'Tools >  > Saws' has an empty segment",
+        14: "attributes: Input should be a valid dictionary",
+        15: "in_stock: Input should be a valid boolean",
+        16: "product_id: String should match pattern",
+        17: "popularity: Value error, must be a finite number",
+    }
+    assert set(reasons) == set(expected)
+    for line, fragment in expected.items():
+        assert fragment in reasons[line], (line, reasons[line])
+
+
+def test_summary_counts_add_up_and_last_duplicate_wins(tmp_path: Path) -> None:
+    loaded = load_catalog(BAD_CATALOG, tmp_path / "dead.jsonl")
+    summary = loaded.summary
+    assert (summary.read, summary.indexed, summary.rejected, summary.duplicates) == (19, 3, 15, 1)
+    assert summary.read == summary.indexed + summary.rejected + summary.duplicates
+    by_id = {p.product_id: p for p in loaded.products}
+    assert by_id["ok1"].title == "Cordless Drill (newer row)" and by_id["ok1"].price == 12
+    assert summary.ignored_fields == {"unknown_column"}
+
+
+def test_csv_catalog_with_empty_cells_and_json_attributes(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["product_id", "title", "price", "in_stock", "attributes", "category"])
+        writer.writerow(["1", "Cordless Drill", "99.5", "yes", '{"color": "yellow"}', "Tools>Drills"])
+        writer.writerow(["2", "Drill Bit", "", "no", "", ""])
+        writer.writerow(["3", "Saw", "12", "true", "{not json", ""])
+        writer.writerow(["4", "Hammer", "1", "true", "", "", "extra cell"])
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    products = {p.product_id: p for p in loaded.products}
+    assert products["1"].price == 99.5 and products["1"].in_stock is True
+    assert products["1"].attributes == {"color": "yellow"}
+    assert products["1"].category == "Tools > Drills"
+    assert products["2"].price is None and products["2"].in_stock is False
+    letters = {record["line"]: record["reason"] for record in dead_letters(loaded.dead_letter_path)}
+    assert "attributes: Value error, must be a JSON object" in letters[3]
+    assert "cells" in letters[4]
+    assert loaded.summary.read == 4 and loaded.summary.rejected == 2
+
+
+def test_parquet_catalog(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.parquet"
+    table = pa.table({"product_id": ["a", "b", None], "title": ["Drill", "Bit", "Orphan"], "price": [1.0, None, 2.0]})
+    pq.write_table(table, path)
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [p.product_id for p in loaded.products] == ["a", "b"]
+    assert [r["line"] for r in dead_letters(loaded.dead_letter_path)] == [3]
+
+
+def test_unreadable_catalogs_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="does not exist"):
+        load_catalog(tmp_path / "missing.jsonl", tmp_path / "dead.jsonl")
+    odd = tmp_path / "catalog.xml"
+    odd.write_text("<products/>")
+    with pytest.raises(CatalogError, match="cannot tell the format"):
+        load_catalog(odd, tmp_path / "dead.jsonl")

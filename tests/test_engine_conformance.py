@@ -1,0 +1,225 @@
+"""The engine conformance suite: every test runs on every available engine.
+
+Only the ``engine`` fixture knows engine names; the tests speak the SearchEngine
+interface. Elasticsearch and OpenSearch join the parameter list when their
+adapters land (they need servers that .ci/run starts).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.catalog import load_catalog
+from indexer.product import Product
+from indexer.product_text import product_text
+from relevance.embedder import Embedder
+from relevance.engines.base import IndexedProduct, SearchEngine
+from relevance.engines.embedded import EmbeddedEngine
+from relevance.errors import IndexNotReadyError
+from relevance.filters import SearchFilters
+from tests.conftest import CATALOG
+
+ALIAS = "conformance"
+ENGINES = ["embedded"]
+
+
+@pytest.fixture(scope="module")
+def catalog_items(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> list[IndexedProduct]:
+    loaded = load_catalog(CATALOG, tmp_path_factory.mktemp("dl") / "dead.jsonl")
+    vectors = embedder.encode([product_text(p, ["title", "brand", "category"]) for p in loaded.products])
+    return [IndexedProduct(p, v) for p, v in zip(loaded.products, vectors, strict=True)]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchEngine]:
+    if request.param == "embedded":
+        yield EmbeddedEngine(tmp_path / "indexes")
+
+
+@pytest.fixture
+def live(engine: SearchEngine, catalog_items: list[IndexedProduct]) -> SearchEngine:
+    version = engine.create_version(ALIAS, len(catalog_items[0].vector), {"test": True})
+    assert engine.bulk_upsert(version, catalog_items) == []
+    engine.commit(version)
+    engine.swap_alias(ALIAS, version)
+    return engine
+
+
+def ids(hits: list) -> list[str]:
+    return [hit.product_id for hit in hits]
+
+
+def by_id(items: list[IndexedProduct]) -> dict[str, IndexedProduct]:
+    return {item.product.product_id: item for item in items}
+
+
+def test_count_and_get(live: SearchEngine, catalog_items: list[IndexedProduct]) -> None:
+    assert live.count(ALIAS) == len(catalog_items)
+    found = live.get(ALIAS, ["d1", "missing", "f1"])
+    assert set(found) == {"d1", "f1"}
+    assert found["d1"].brand == "DEWALT" and found["d1"].price == 129.0
+
+
+def test_lexical_ranks_the_matching_product_first(live: SearchEngine) -> None:
+    hits = live.lexical_search(ALIAS, "cordless drill", SearchFilters(), 10)
+    assert hits[0].product_id in {"d1", "d2", "d3", "d4"}
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
+
+
+def test_lexical_stems_and_drops_stop_words(live: SearchEngine) -> None:
+    assert "d1" in ids(live.lexical_search(ALIAS, "the drills", SearchFilters(), 20))
+    assert live.lexical_search(ALIAS, "the of and", SearchFilters(), 10) == []
+
+
+def test_field_boosts_rank_title_matches_above_category_matches(live: SearchEngine) -> None:
+    # "hammer" is in the titles of h1/h2 and d2 ("Hammer Drill"); "Hammers" is also h1/h2's category
+    hits = ids(live.lexical_search(ALIAS, "hammer", SearchFilters(), 10))
+    assert set(hits[:2]) == {"h1", "h2"}
+
+
+FILTER_CASES = [
+    (SearchFilters(category="Tools > Power Tools"), lambda p: (p.category or "").startswith("Tools > Power Tools")),
+    (SearchFilters(category="tools > power tools > drills"), lambda p: p.category == "Tools > Power Tools > Drills"),
+    (SearchFilters(brand=("dewalt", "Bosch")), lambda p: p.brand in ("DEWALT", "Bosch")),
+    (SearchFilters(price_min=50, price_max=150), lambda p: p.price is not None and 50 <= p.price <= 150),
+    (SearchFilters(in_stock=False), lambda p: p.in_stock is False),
+    (
+        SearchFilters(category="Tools", in_stock=True, price_max=100),
+        lambda p: (p.category or "").startswith("Tools") and p.in_stock and p.price <= 100,
+    ),
+]
+
+
+@pytest.mark.parametrize(("filters", "allowed"), FILTER_CASES)
+def test_filters_apply_in_lexical_retrieval(
+    live: SearchEngine, catalog_items: list[IndexedProduct], filters: SearchFilters, allowed
+) -> None:
+    products = by_id(catalog_items)
+    hits = live.lexical_search(ALIAS, "cordless drill saw bit tools chair", filters, 100)
+    assert hits, "the query matches products in every filtered set"
+    assert all(allowed(products[h.product_id].product) for h in hits)
+    unfiltered = live.lexical_search(ALIAS, "cordless drill saw bit tools chair", SearchFilters(), 100)
+    expected = [h.product_id for h in unfiltered if allowed(products[h.product_id].product)]
+    assert sorted(ids(hits)) == sorted(expected)
+
+
+@pytest.mark.parametrize(("filters", "allowed"), FILTER_CASES)
+def test_filters_apply_inside_vector_retrieval(
+    live: SearchEngine, catalog_items: list[IndexedProduct], filters: SearchFilters, allowed
+) -> None:
+    products = by_id(catalog_items)
+    query = products["d1"].vector
+    matching = [pid for pid, item in products.items() if allowed(item.product)]
+    hits = live.vector_search(ALIAS, query, filters, 5)
+    # a selective filter still returns up to k hits: the filter runs inside the kNN search
+    assert len(hits) == min(5, len(matching))
+    assert all(h.product_id in matching for h in hits)
+
+
+def test_category_prefix_stops_at_segment_boundaries(live: SearchEngine) -> None:
+    assert live.lexical_search(ALIAS, "drill", SearchFilters(category="Tools > Power"), 10) == []
+    assert (
+        live.vector_search(ALIAS, np.ones(384, np.float32) / np.sqrt(384), SearchFilters(category="Tools > Power"), 10)
+        == []
+    )
+
+
+def test_vector_search_is_exact_cosine_order(live: SearchEngine, catalog_items: list[IndexedProduct]) -> None:
+    query = by_id(catalog_items)["f1"].vector
+    hits = live.vector_search(ALIAS, query, SearchFilters(), 10)
+    exact = sorted(catalog_items, key=lambda item: -float(item.vector @ query))[:10]
+    assert ids(hits) == [item.product.product_id for item in exact]
+    assert hits[0].product_id == "f1" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_vector_search_excludes_ids(live: SearchEngine, catalog_items: list[IndexedProduct]) -> None:
+    query = by_id(catalog_items)["f1"].vector
+    assert "f1" not in ids(live.vector_search(ALIAS, query, SearchFilters(), 10, exclude_ids=["f1"]))
+
+
+def test_product_id_filter_restricts_both_paths(live: SearchEngine, catalog_items: list[IndexedProduct]) -> None:
+    only = SearchFilters(product_ids=("b1", "d1", "f1"))
+    assert set(ids(live.lexical_search(ALIAS, "drill", only, 10))) == {"b1", "d1"}
+    assert set(ids(live.vector_search(ALIAS, by_id(catalog_items)["d1"].vector, only, 10))) == {"b1", "d1", "f1"}
+
+
+def test_upsert_replaces_and_delete_removes(live: SearchEngine, catalog_items: list[IndexedProduct]) -> None:
+    items = by_id(catalog_items)
+    changed = Product(product_id="b4", title="Irwin Glow In The Dark Spade Bit", brand="Irwin", price=99.0)
+    live.bulk_upsert(ALIAS, [IndexedProduct(changed, items["b4"].vector)])
+    assert live.delete(ALIAS, ["h3", "not-there"]) == 1
+    live.commit(ALIAS)
+    assert live.get(ALIAS, ["b4"])["b4"].title == "Irwin Glow In The Dark Spade Bit"
+    assert ids(live.lexical_search(ALIAS, "glow dark", SearchFilters(), 5)) == ["b4"]
+    assert "b4" in ids(live.lexical_search(ALIAS, "spade", SearchFilters(price_min=90), 5))
+    assert live.get(ALIAS, ["h3"]) == {}
+    assert "h3" not in ids(live.lexical_search(ALIAS, "screwdriver", SearchFilters(), 10))
+    assert "h3" not in ids(live.vector_search(ALIAS, items["h3"].vector, SearchFilters(), 40))
+    assert live.count(ALIAS) == len(catalog_items) - 1
+
+
+def test_versions_and_atomic_alias_swap(live: SearchEngine, catalog_items: list[IndexedProduct]) -> None:
+    first = live.alias_target(ALIAS)
+    second = live.create_version(ALIAS, 384, {})
+    live.bulk_upsert(second, catalog_items[:5])
+    # an uncommitted version is invisible: the alias still serves the first one
+    assert live.count(ALIAS) == len(catalog_items)
+    live.commit(second)
+    assert live.swap_alias(ALIAS, second) == first
+    assert live.count(ALIAS) == 5
+    versions = {v.name: v for v in live.list_versions(ALIAS)}
+    assert set(versions) == {first, second} and versions[second].is_live and not versions[first].is_live
+    live.swap_alias(ALIAS, first)  # rollback
+    assert live.count(ALIAS) == len(catalog_items)
+    live.drop_version(second)
+    assert [v.name for v in live.list_versions(ALIAS)] == [first]
+
+
+def test_missing_alias_is_not_ready(engine: SearchEngine) -> None:
+    with pytest.raises(IndexNotReadyError):
+        engine.lexical_search("nothing-here", "drill", SearchFilters(), 10)
+
+
+def test_a_second_reader_sees_swaps_and_commits(
+    live: SearchEngine, catalog_items: list[IndexedProduct], tmp_path: Path
+) -> None:
+    if not isinstance(live, EmbeddedEngine):
+        pytest.skip("server engines share state by design")
+    reader = EmbeddedEngine(live.root)  # another worker process's view of the same files
+    assert reader.count(ALIAS) == len(catalog_items)
+    live.delete(ALIAS, ["d1"])
+    live.commit(ALIAS)
+    assert reader.get(ALIAS, ["d1"]) == {}
+    newer = live.create_version(ALIAS, 384, {})
+    live.bulk_upsert(newer, catalog_items[:3])
+    live.commit(newer)
+    live.swap_alias(ALIAS, newer)
+    assert reader.count(ALIAS) == 3
+
+
+def test_hnsw_above_the_exact_limit_keeps_recall_and_filters(
+    tmp_path: Path, catalog_items: list[IndexedProduct]
+) -> None:
+    engine = EmbeddedEngine(tmp_path / "hnsw", exact_knn_max=10)
+    version = engine.create_version(ALIAS, 384, {})
+    engine.bulk_upsert(version, catalog_items)
+    engine.commit(version)
+    engine.swap_alias(ALIAS, version)
+    assert list((tmp_path / "hnsw" / "versions" / version).glob("hnsw-*.bin")), "an HNSW index was built"
+    items = by_id(catalog_items)
+    recalls = []
+    for item in catalog_items:
+        exact = sorted(catalog_items, key=lambda other: -float(other.vector @ item.vector))[:10]
+        got = ids(engine.vector_search(ALIAS, item.vector, SearchFilters(), 10))
+        recalls.append(len(set(got) & {e.product.product_id for e in exact}) / 10)
+    assert np.mean(recalls) >= 0.95
+    # a filter allowing more rows than the exact limit goes through HNSW's filter
+    tools = SearchFilters(category="Tools")
+    hits = engine.vector_search(ALIAS, items["f1"].vector, tools, 5)
+    assert len(hits) == 5 and all(items[h.product_id].product.category.startswith("Tools") for h in hits)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from relevance.embedder import Embedder
+from relevance.errors import CatalogError, EngineError
+from relevance.filters import SearchFilters
+from tests.conftest import BAD_CATALOG, CATALOG, make_services
+
+
+def test_bad_rows_are_dead_lettered_and_good_ones_indexed(tmp_path: Path, embedder: Embedder) -> None:
+    services = make_services(tmp_path, embedder)
+    report = services.index_catalog(BAD_CATALOG).as_dict()
+    assert (report["read"], report["indexed"], report["rejected"], report["duplicates"]) == (19, 3, 15, 1)
+    assert services.engine.count("products") == 3
+    assert set(services.engine.get("products", ["ok1", "ok2", "ok3", "neg-price"])) == {"ok1", "ok2", "ok3"}
+    letters = [json.loads(line) for line in Path(report["dead_letter"]).read_text().splitlines()]
+    assert len(letters) == 15 and all(letter["reason"] and letter["line"] for letter in letters)
+
+
+def test_reindexing_an_unchanged_catalog_embeds_nothing_and_swaps(tmp_path: Path, embedder: Embedder) -> None:
+    services = make_services(tmp_path, embedder, keep_versions=2)
+    first = services.index_catalog(CATALOG)
+    assert first.embedded == 40 and first.previous_version is None
+    second = services.index_catalog(CATALOG)
+    assert second.embedded == 0 and second.cached == 40
+    assert second.previous_version == first.version
+    assert services.engine.alias_target("products") == second.version
+    third = services.index_catalog(CATALOG)
+    assert third.pruned == [first.version]
+    assert [v.name for v in services.engine.list_versions("products")] == [second.version, third.version]
+
+
+def test_a_catalog_without_valid_rows_changes_nothing(tmp_path: Path, embedder: Embedder) -> None:
+    services = make_services(tmp_path, embedder)
+    live = services.index_catalog(CATALOG).version
+    empty = tmp_path / "bad.jsonl"
+    empty.write_text('{"title": "no id"}\n')
+    with pytest.raises(CatalogError, match="no valid product"):
+        services.index_catalog(empty)
+    assert services.engine.alias_target("products") == live
+
+
+class _FailingCommit:
+    """Fault injection: the engine dies while committing a new version."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    def commit(self, version: str) -> None:
+        raise EngineError("disk full")
+
+
+@pytest.mark.parametrize("failure", [EngineError("disk full"), KeyboardInterrupt()])
+def test_a_failed_job_keeps_the_live_alias_and_removes_the_half_built_version(
+    tmp_path: Path, embedder: Embedder, failure: BaseException
+) -> None:
+    services = make_services(tmp_path, embedder)
+    live = services.index_catalog(CATALOG).version
+    real_engine = services.engine
+
+    class Failing(_FailingCommit):
+        def commit(self, version: str) -> None:
+            raise failure
+
+    services.engine = Failing(real_engine)
+    with pytest.raises(type(failure)):
+        services.index_catalog(CATALOG)
+    assert real_engine.alias_target("products") == live
+    assert [v.name for v in real_engine.list_versions("products")] == [live]
+    assert real_engine.lexical_search("products", "drill", SearchFilters(), 3)
+    services.engine = real_engine
+    assert services.index_catalog(CATALOG).previous_version == live  # re-running works

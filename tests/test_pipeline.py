@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+
+from relevance.filters import SearchFilters
+from relevance.pipeline import FusionOptions
+from relevance.services import Services
+
+DRILLS = {"d1", "d2", "d3", "d4", "d5"}
+BITS = {"b1", "b2", "b3", "b4"}
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "lexical", "vector"])
+def test_cordless_drill_ranks_a_cordless_drill_above_any_drill_bit(services: Services, mode: str) -> None:
+    order = [h.product_id for h in services.pipeline.ranked("cordless drill", SearchFilters(), mode=mode)]
+    first_bit = min(order.index(pid) for pid in BITS if pid in order)
+    assert order[0] in DRILLS - {"d5"}  # d5 is corded
+    assert order.index(order[0]) < first_bit
+
+
+def test_semantic_match_without_shared_words(services: Services) -> None:
+    # No product says "couch"; the vector path finds the sofas and hybrid keeps them on top.
+    order = [h.product_id for h in services.pipeline.ranked("couch", SearchFilters(), mode="hybrid")]
+    assert set(order[:2]) == {"f2", "f3"}
+    assert services.pipeline.ranked("couch", SearchFilters(), mode="lexical") == []
+
+
+@pytest.mark.parametrize("method", ["rrf", "linear"])
+def test_pages_are_disjoint_slices_of_one_window(services: Services, method: str) -> None:
+    fusion = FusionOptions(method=method)
+    window = [h.product_id for h in services.pipeline.ranked("cordless tools", SearchFilters(), fusion=fusion)]
+    pages = []
+    for page in range(1, 6):
+        result = services.pipeline.search("cordless tools", SearchFilters(), page=page, size=7, fusion=fusion)
+        assert result.total == len(window)
+        pages.append([item.product.product_id for item in result.results])
+    seen = [pid for page in pages for pid in page]
+    assert len(seen) == len(set(seen)), "no product appears on two pages"
+    assert seen == window[: len(seen)]
+    assert pages[-1] == [] or len(seen) <= len(window)
+
+
+def test_hybrid_hits_carry_both_component_scores(services: Services) -> None:
+    hits = services.pipeline.ranked("cordless drill", SearchFilters())
+    top = hits[0]
+    assert top.lexical_rank is not None and top.vector_rank is not None
+    assert top.score == pytest.approx(1 / (60 + top.lexical_rank) + 1 / (60 + top.vector_rank))
+
+
+def test_filters_flow_through_the_pipeline(services: Services) -> None:
+    result = services.pipeline.search("chair", SearchFilters(category="Furniture > Living Room Furniture"), size=50)
+    assert result.results
+    assert all(item.product.category.startswith("Furniture > Living Room Furniture") for item in result.results)
+
+
+def test_rank_candidates_returns_every_candidate_once(services: Services) -> None:
+    candidates = ["b1", "d1", "f5", "unknown-id", "d1"]
+    ranked = services.pipeline.rank_candidates("cordless drill", candidates)
+    assert [h.product_id for h in ranked][:1] == ["d1"]
+    assert sorted(h.product_id for h in ranked) == ["b1", "d1", "f5", "unknown-id"]
+    assert ranked[-1].product_id == "unknown-id"
+    lexical = services.pipeline.rank_candidates("cordless drill", candidates, mode="lexical")
+    assert [h.product_id for h in lexical][-2:] == ["f5", "unknown-id"]  # unmatched keep their order at the end
+
+
+def test_similar_excludes_itself_and_respects_filters(services: Services) -> None:
+    result = services.pipeline.similar("d1", SearchFilters(category="Tools"), size=5)
+    got = [item.product.product_id for item in result.results]
+    assert "d1" not in got and len(got) == 5
+    assert got[0] in DRILLS
+    assert all(item.product.category.startswith("Tools") for item in result.results)

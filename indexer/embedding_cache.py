@@ -6,20 +6,23 @@ Re-indexing an unchanged catalog finds every vector here and embeds nothing.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from relevance.embedder import text_hash
 
+# A rowid table: vectors are ~1.5 KB blobs, which WITHOUT ROWID tables store poorly.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS embeddings (
+CREATE TABLE IF NOT EXISTS vectors (
     model_id TEXT NOT NULL,
     text_hash TEXT NOT NULL,
     vector BLOB NOT NULL,
-    PRIMARY KEY (model_id, text_hash)
-) WITHOUT ROWID
+    UNIQUE (model_id, text_hash)
+)
 """
 _LOOKUP_CHUNK = 500  # stays below SQLite's bound-parameter limit
 
@@ -45,7 +48,7 @@ class EmbeddingCache:
             chunk = unique[start : start + _LOOKUP_CHUNK]
             placeholders = ",".join("?" * len(chunk))
             rows = db.execute(
-                f"SELECT text_hash, vector FROM embeddings WHERE model_id = ? AND text_hash IN ({placeholders})",
+                f"SELECT text_hash, vector FROM vectors WHERE model_id = ? AND text_hash IN ({placeholders})",
                 [model_id, *chunk],
             )
             for key, blob in rows:
@@ -56,7 +59,7 @@ class EmbeddingCache:
         db = self._db()
         with db:
             db.executemany(
-                "INSERT OR REPLACE INTO embeddings (model_id, text_hash, vector) VALUES (?, ?, ?)",
+                "INSERT OR REPLACE INTO vectors (model_id, text_hash, vector) VALUES (?, ?, ?)",
                 [(model_id, key, np.asarray(vector, dtype=np.float32).tobytes()) for key, vector in items.items()],
             )
 
@@ -64,6 +67,14 @@ class EmbeddingCache:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+@dataclass(frozen=True)
+class EmbeddingStats:
+    texts: int
+    unique_texts: int
+    cache_hits: int  # unique texts found in the cache
+    embedded: int  # unique texts the model embedded
 
 
 def embed_with_cache(
@@ -74,26 +85,27 @@ def embed_with_cache(
     *,
     chunk_size: int = 2048,
     on_progress: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, int]:
-    """Vectors for ``texts`` in order, embedding only texts the cache lacks.
+) -> tuple[np.ndarray, EmbeddingStats]:
+    """Vectors for ``texts`` in order, embedding only unique texts the cache lacks.
 
-    Returns the vectors and how many texts were newly embedded. New vectors are
-    stored chunk by chunk, so an interrupted job keeps the work it finished.
+    New vectors are stored chunk by chunk, so an interrupted job keeps the work it finished.
+    ``on_progress`` receives how many more of ``texts`` have their vector.
     """
     hashes = [text_hash(text) for text in texts]
-    cached = cache.lookup(model_id, hashes)
-    missing = list(dict.fromkeys(h for h in hashes if h not in cached))
-    text_of = dict(zip(hashes, texts, strict=True))
+    unique = dict(zip(hashes, texts, strict=True))
+    vectors = cache.lookup(model_id, list(unique))
+    missing = [h for h in unique if h not in vectors]
+    copies = Counter(hashes)
     if on_progress:
-        on_progress(len(texts) - sum(1 for h in hashes if h not in cached))
+        on_progress(len(texts) - sum(copies[h] for h in missing))
     for start in range(0, len(missing), chunk_size):
         chunk = missing[start : start + chunk_size]
-        vectors = encode([text_of[h] for h in chunk])
-        fresh = dict(zip(chunk, vectors, strict=True))
+        fresh = dict(zip(chunk, encode([unique[h] for h in chunk]), strict=True))
         cache.store(model_id, fresh)
-        cached.update(fresh)
+        vectors.update(fresh)
         if on_progress:
-            on_progress(sum(1 for h in hashes if h in fresh))
+            on_progress(sum(copies[h] for h in chunk))
+    stats = EmbeddingStats(len(texts), len(unique), len(unique) - len(missing), len(missing))
     if not texts:
-        return np.zeros((0, 0), dtype=np.float32), 0
-    return np.vstack([cached[h] for h in hashes]), len(missing)
+        return np.zeros((0, 0), dtype=np.float32), stats
+    return np.vstack([vectors[h] for h in hashes]), stats

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.catalog import load_catalog
-from indexer.embedding_cache import EmbeddingCache, embed_with_cache
+from indexer.embedding_cache import EmbeddingCache, EmbeddingStats, embed_with_cache
 from indexer.product_text import product_text
 from relevance.embedder import Embedder
 from relevance.engines.base import IndexedProduct, SearchEngine
@@ -32,8 +32,7 @@ class IndexReport:
     version: str
     previous_version: str | None
     dead_letter_path: Path
-    embedded: int
-    cached: int
+    embedding: EmbeddingStats
     seconds: float
     pruned: list[str]
 
@@ -43,8 +42,9 @@ class IndexReport:
             "version": self.version,
             "previous_version": self.previous_version,
             "dead_letter": str(self.dead_letter_path),
-            "embedded": self.embedded,
-            "embedding_cache_hits": self.cached,
+            "unique_texts": self.embedding.unique_texts,
+            "embedded": self.embedding.embedded,
+            "embedding_cache_hits": self.embedding.cache_hits,
             "seconds": round(self.seconds, 2),
             "products_per_second": round(self.summary["indexed"] / self.seconds, 1) if self.seconds else None,
             "pruned_versions": self.pruned,
@@ -92,7 +92,7 @@ def run_index_job(
         embedded_so_far += count
         report("embed", embedded_so_far)
 
-    vectors, newly_embedded = embed_with_cache(
+    vectors, embedding_stats = embed_with_cache(
         texts, embedder.model_id, embedder.encode, cache, on_progress=on_embedded
     )
 
@@ -130,7 +130,7 @@ def run_index_job(
     pruned = prune_versions(engine, alias, keep_versions)
     elapsed = time.perf_counter() - started
     return IndexReport(
-        summary.as_dict(), version, previous, dead_letter_path, newly_embedded, total - newly_embedded, elapsed, pruned
+        summary.as_dict(), version, previous, dead_letter_path, embedding_stats, elapsed, pruned
     )
 
 

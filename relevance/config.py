@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         ["title", "brand", "category"], description="Product fields, in order, that make the embedded text."
     )
     embedding_batch_size: int = Field(64, ge=1)
+    embedding_batch_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Product batches in bfloat16 where the CPU has native bf16 ('auto'), or forced."
+    )
     embedding_max_seq_length: int = Field(128, ge=8, le=512)
     torch_threads: int | None = Field(None, ge=1, description="Torch CPU threads; None keeps torch's default.")
 
@@ -68,8 +71,6 @@ class Settings(BaseSettings):
     hnsw_m: int = Field(16, ge=2)
     hnsw_ef_construction: int = Field(200, ge=10)
     hnsw_ef_search: int = Field(128, ge=10)
-
-    max_page_size: int = Field(100, ge=1, le=1000)
 
     @field_validator("embedding_fields")
     @classmethod

@@ -28,6 +28,7 @@ class Services:
             batch_size=settings.embedding_batch_size,
             max_seq_length=settings.embedding_max_seq_length,
             torch_threads=settings.torch_threads,
+            batch_precision=settings.embedding_batch_precision,
         )
         return cls(settings, engine, embedder, SearchPipeline(engine, embedder, settings))
 

@@ -24,9 +24,9 @@ def test_bad_rows_are_dead_lettered_and_good_ones_indexed(tmp_path: Path, embedd
 def test_reindexing_an_unchanged_catalog_embeds_nothing_and_swaps(tmp_path: Path, embedder: Embedder) -> None:
     services = make_services(tmp_path, embedder, keep_versions=2)
     first = services.index_catalog(CATALOG)
-    assert first.embedded == 40 and first.previous_version is None
+    assert first.embedding.embedded == 40 and first.previous_version is None
     second = services.index_catalog(CATALOG)
-    assert second.embedded == 0 and second.cached == 40
+    assert second.embedding.embedded == 0 and second.embedding.cache_hits == 40
     assert second.previous_version == first.version
     assert services.engine.alias_target("products") == second.version
     third = services.index_catalog(CATALOG)
@@ -77,3 +77,26 @@ def test_a_failed_job_keeps_the_live_alias_and_removes_the_half_built_version(
     assert real_engine.lexical_search("products", "drill", SearchFilters(), 3)
     services.engine = real_engine
     assert services.index_catalog(CATALOG).previous_version == live  # re-running works
+
+
+def test_duplicate_texts_are_embedded_once(tmp_path: Path) -> None:
+    import numpy as np
+
+    from indexer.embedding_cache import EmbeddingCache, embed_with_cache
+
+    calls: list[list[str]] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return np.eye(4, dtype=np.float32)[[len(t) % 4 for t in texts]]
+
+    cache = EmbeddingCache(tmp_path / "cache.sqlite3")
+    progress: list[int] = []
+    vectors, stats = embed_with_cache(["ab", "abc", "ab"], "m", encode, cache, on_progress=progress.append)
+    assert calls == [["ab", "abc"]] and sum(progress) == 3
+    assert (stats.texts, stats.unique_texts, stats.embedded, stats.cache_hits) == (3, 2, 2, 0)
+    assert np.array_equal(vectors[0], vectors[2])
+    _, again = embed_with_cache(["abc", "abcd"], "m", encode, cache)
+    assert (again.embedded, again.cache_hits) == (1, 1) and calls[-1] == ["abcd"]
+    _, other_model = embed_with_cache(["abc"], "other", encode, cache)
+    assert other_model.embedded == 1

@@ -1,0 +1,123 @@
+"""Helpers the benchmark scripts share: the Home Depot catalog, an index, a gunicorn server."""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from relevance.config import Settings, load_settings  # noqa: E402
+from relevance.services import Services  # noqa: E402
+
+DEFAULT_WORK_DIR = ROOT / "bench" / "results" / "work"
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def home_depot_paths(data: Path) -> dict[str, Path]:
+    paths = {name: data / f"{name}.csv" for name in ("products", "queries", "judgments")}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise SystemExit(f"missing benchmark files: {missing} (pass --data ../shared/data/home_depot)")
+    return paths
+
+
+def read_queries(path: Path) -> dict[str, str]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return {row["query_id"]: row["query"] for row in csv.DictReader(handle)}
+
+
+def read_judgments(path: Path) -> dict[str, dict[str, float]]:
+    """query id -> product id -> gain (relevance - 1, so 0 to 2)."""
+    judged: dict[str, dict[str, float]] = defaultdict(dict)
+    with path.open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            judged[row["query_id"]][row["product_id"]] = float(row["relevance"]) - 1.0
+    return dict(judged)
+
+
+def bench_settings(work_dir: Path, engine: str = "embedded", **overrides: Any) -> Settings:
+    return load_settings(data_dir=work_dir, engine=engine, index_alias="homedepot", **overrides)
+
+
+def ensure_index(services: Services, catalog: Path) -> dict[str, Any] | None:
+    """Index the catalog unless the alias already serves it; returns the job report when it ran."""
+    if services.engine.alias_target(services.settings.index_alias) is not None:
+        return None
+    return services.index_catalog(catalog).as_dict()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Gunicorn:
+    """``gunicorn wsgi:app`` on a free loopback port, with settings passed by environment."""
+
+    def __init__(self, env: dict[str, str], workers: int = 2, log_path: Path | None = None) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path or (DEFAULT_WORK_DIR.parent / "gunicorn.log")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("w")
+        command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{self.port}", "wsgi:app"]
+        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"gunicorn exited; see {self.log_path}")
+            try:
+                if requests.get(f"{self.base}/readyz", timeout=5).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise SystemExit(f"gunicorn not ready after {timeout} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self._log.close()
+
+    def __enter__(self) -> Gunicorn:
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    if not values:
+        return {}
+    array = np.asarray(values)
+    return {f"p{q}": round(float(np.percentile(array, q)), 2) for q in (50, 95, 99)} | {"mean": round(float(array.mean()), 2)}

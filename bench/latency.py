@@ -1,0 +1,132 @@
+"""Latency of GET /search over HTTP: gunicorn (2 workers) serving the Home Depot index.
+
+    python bench/latency.py --data ../shared/data/home_depot
+
+Real shopper queries are sent by 1 and then 8 concurrent clients. Reports client
+latency percentiles, throughput, and each server stage from the Server-Timing
+header (query embedding, lexical, vector, fusion, fetch); "response" is the rest of
+the client-measured time (Flask, JSON, HTTP). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import (  # noqa: E402
+    DEFAULT_WORK_DIR,
+    Gunicorn,
+    bench_settings,
+    ensure_index,
+    home_depot_paths,
+    machine,
+    percentiles,
+    read_queries,
+)
+from relevance.services import Services  # noqa: E402
+
+
+def parse_server_timing(header: str) -> dict[str, float]:
+    stages = {}
+    for part in header.split(","):
+        name, _, duration = part.strip().partition(";dur=")
+        if duration:
+            stages[name] = float(duration)
+    return stages
+
+
+def run_clients(base: str, queries: list[str], clients: int, size: int) -> dict:
+    per_client = [queries[i::clients] for i in range(clients)]
+    latencies: list[float] = []
+    stages: dict[str, list[float]] = defaultdict(list)
+    failures = 0
+
+    def client(batch: list[str]) -> None:
+        nonlocal failures
+        session = requests.Session()
+        for text in batch:
+            started = time.perf_counter()
+            response = session.get(f"{base}/search", params={"q": text, "size": size}, timeout=30)
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status_code != 200:
+                failures += 1
+                continue
+            latencies.append(elapsed)
+            server = parse_server_timing(response.headers.get("Server-Timing", ""))
+            for name, ms in server.items():
+                stages[name].append(ms)
+            stages["response"].append(elapsed - sum(server.values()))
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        list(pool.map(client, per_client))
+    wall = time.perf_counter() - started
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "failures": failures,
+        "latency_ms": percentiles(latencies),
+        "throughput_rps": round(len(latencies) / wall, 1),
+        "stages_ms": {name: percentiles(values) for name, values in stages.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="the home_depot folder")
+    parser.add_argument("--engine", default="embedded", choices=["embedded"])
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="index + embedding cache (reused)")
+    parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency level")
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--size", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--torch-threads", type=int, default=1, help="per gunicorn worker")
+    parser.add_argument("--seed", type=int, default=13)
+    args = parser.parse_args()
+
+    paths = home_depot_paths(args.data)
+    settings = bench_settings(args.work_dir, args.engine)
+    index_report = ensure_index(Services.from_settings(settings), paths["products"])
+    texts = list(read_queries(paths["queries"]).values())
+    rng = random.Random(args.seed)
+    env = {
+        "RELEVANCE_DATA_DIR": str(settings.data_dir),
+        "RELEVANCE_ENGINE": args.engine,
+        "RELEVANCE_INDEX_ALIAS": settings.index_alias,
+        "RELEVANCE_TORCH_THREADS": str(args.torch_threads),
+    }
+    results = []
+    with Gunicorn(env, workers=args.workers) as server:
+        count = requests.get(f"{server.base}/readyz", timeout=10).json()["products"]
+        run_clients(server.base, rng.sample(texts, args.warmup), 2, args.size)
+        for clients in (1, 8):
+            results.append(run_clients(server.base, rng.sample(texts, args.requests), clients, args.size))
+    print(
+        json.dumps(
+            {
+                "dataset": "home_depot queries against the home_depot products index",
+                "engine": args.engine,
+                "products": count,
+                "gunicorn_workers": args.workers,
+                "torch_threads_per_worker": args.torch_threads,
+                "page_size": args.size,
+                "runs": results,
+                "index_job": index_report,
+                "machine": machine(),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

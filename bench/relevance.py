@@ -1,0 +1,105 @@
+"""NDCG@10 of bm25, knn, rrf and linear on the Home Depot dev split, in both modes.
+
+    python bench/relevance.py --data ../shared/data/home_depot --engine embedded
+
+Scoring follows ../shared/data/README.md exactly: gain = relevance - 1, exponential
+gain, log2 discount; queries whose judged products all share one relevance are
+skipped; full retrieval counts unjudged products as gain 0 with the ideal from the
+judged products. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import (  # noqa: E402
+    DEFAULT_WORK_DIR,
+    bench_settings,
+    ensure_index,
+    home_depot_paths,
+    machine,
+    read_judgments,
+    read_queries,
+)
+from relevance.embedder import Embedder  # noqa: E402
+from relevance.evaluation import ndcg_at_k  # noqa: E402
+from relevance.filters import SearchFilters  # noqa: E402
+from relevance.pipeline import FusionOptions  # noqa: E402
+from relevance.services import Services  # noqa: E402
+
+METHODS = {
+    "bm25": ("lexical", None),
+    "knn": ("vector", None),
+    "rrf": ("hybrid", FusionOptions(method="rrf", rrf_k=60)),
+    "linear": ("hybrid", FusionOptions(method="linear", normalization="minmax", lexical_weight=0.5, vector_weight=0.5)),
+}
+
+
+class PrecomputedQueries(Embedder):
+    """Serves query vectors embedded up front in one batch (same model, same vectors)."""
+
+    def __init__(self, inner: Embedder, texts: list[str]) -> None:
+        super().__init__(inner.model_name, batch_size=256, max_seq_length=inner.max_seq_length)
+        self._model = inner._model
+        self._vectors = dict(zip(texts, inner.encode(texts), strict=True))
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self._vectors[text]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="the home_depot folder")
+    parser.add_argument("--engine", default="embedded", choices=["embedded"])
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="index + embedding cache (reused)")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N eligible queries")
+    args = parser.parse_args()
+
+    paths = home_depot_paths(args.data)
+    services = Services.from_settings(bench_settings(args.work_dir, args.engine))
+    index_report = ensure_index(services, paths["products"])
+    queries = read_queries(paths["queries"])
+    judgments = read_judgments(paths["judgments"])
+    eligible = [qid for qid, gains in judgments.items() if len(set(gains.values())) > 1 and qid in queries]
+    eligible = eligible[: args.limit] if args.limit else eligible
+
+    started = time.perf_counter()
+    services.embedder.load()
+    embedder = PrecomputedQueries(services.embedder, list({queries[qid] for qid in eligible}))
+    services.pipeline.embedder = embedder
+
+    judged_list: dict[str, list[float]] = {name: [] for name in METHODS}
+    full: dict[str, list[float]] = {name: [] for name in METHODS}
+    for qid in tqdm(eligible, desc="queries", file=sys.stderr):
+        text, gains = queries[qid], judgments[qid]
+        for name, (mode, fusion) in METHODS.items():
+            ranked = services.pipeline.rank_candidates(text, list(gains), mode=mode, fusion=fusion)
+            judged_list[name].append(ndcg_at_k([h.product_id for h in ranked], gains))
+            retrieved = services.pipeline.ranked(text, SearchFilters(), mode=mode, fusion=fusion, depth=10)
+            full[name].append(ndcg_at_k([h.product_id for h in retrieved], gains))
+
+    result = {
+        "dataset": f"home_depot dev split ({args.data})",
+        "engine": args.engine,
+        "queries": len(eligible),
+        "metric": "NDCG@10",
+        "judged_list": {name: round(float(np.mean(v)), 4) for name, v in judged_list.items()},
+        "full_retrieval": {name: round(float(np.mean(v)), 4) for name, v in full.items()},
+        "settings": {"candidates": services.settings.candidates, "rrf_k": 60, "linear": "minmax 0.5/0.5"},
+        "seconds": round(time.perf_counter() - started, 1),
+        "index_job": index_report,
+        "machine": machine(),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -217,7 +217,11 @@ def rank(
                 ids = candidate_sets.get(query_id, [])
                 hits = services.pipeline.rank_candidates(text, ids, mode=mode, fusion=options) if ids else []
             else:
-                hits = services.pipeline.ranked(text, SearchFilters(), mode=mode, fusion=options, depth=depth)
+                # Each list reaches at least --depth, so a deep run is not capped by the search window.
+                candidates_per_list = max(services.settings.candidates, depth)
+                hits = services.pipeline.ranked(
+                    text, SearchFilters(), mode=mode, fusion=options, depth=depth, candidates=candidates_per_list
+                )
             write_run(handle, query_id, hits, tag)
     click.echo(f"wrote {out} ({len(query_rows)} queries)")
 

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     embedding_batch_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Product batches in bfloat16 where the CPU has native bf16 ('auto'), or forced."
     )
+    embedding_query_backend: Literal["onnx", "torch"] = Field(
+        "onnx", description="Run single queries through an ONNX export of the model (same vectors, ~3x faster)."
+    )
     embedding_max_seq_length: int = Field(128, ge=8, le=512)
     torch_threads: int | None = Field(None, ge=1, description="Torch CPU threads; None keeps torch's default.")
 
@@ -67,10 +70,10 @@ class Settings(BaseSettings):
     lexical_weight: float = Field(0.5, ge=0)
     vector_weight: float = Field(0.5, ge=0)
 
-    exact_knn_max: int = Field(100_000, ge=0, description="Above this many products, kNN uses an HNSW index.")
+    exact_knn_max: int = Field(20_000, ge=0, description="Above this many products, kNN uses an HNSW index.")
     hnsw_m: int = Field(16, ge=2)
-    hnsw_ef_construction: int = Field(200, ge=10)
-    hnsw_ef_search: int = Field(128, ge=10)
+    hnsw_ef_construction: int = Field(100, ge=10)
+    hnsw_ef_search: int = Field(200, ge=10)
 
     @field_validator("embedding_fields")
     @classmethod

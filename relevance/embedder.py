@@ -68,6 +68,8 @@ class Embedder:
         max_seq_length: int = 128,
         torch_threads: int | None = None,
         batch_precision: str = "auto",
+        query_backend: str = "onnx",
+        cache_dir: Path | None = None,
     ) -> None:
         if batch_precision not in ("auto", "float32", "bfloat16"):
             raise ModelError(f"batch_precision must be auto, float32 or bfloat16, got {batch_precision!r}")
@@ -75,8 +77,13 @@ class Embedder:
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.torch_threads = torch_threads
+        if query_backend not in ("onnx", "torch"):
+            raise ModelError(f"query_backend must be onnx or torch, got {query_backend!r}")
         self.batch_precision = batch_precision
+        self.query_backend = query_backend
+        self.cache_dir = cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "relevance-models"
         self._model: Any = None
+        self._query_encoder: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -110,6 +117,13 @@ class Embedder:
             except Exception as exc:  # a broken model dir raises many library-specific types
                 raise ModelError(f"cannot load embedding model {self.model_name!r}: {exc}") from exc
             model.max_seq_length = self.max_seq_length
+            if self.query_backend == "onnx":
+                from relevance.onnx_query import OnnxQueryEncoder
+
+                try:
+                    self._query_encoder = OnnxQueryEncoder(model, self.cache_dir, self.model_id)
+                except Exception as exc:  # export or runtime trouble: fall back, say so once
+                    log.warning("ONNX query encoder unavailable (%s); queries use torch", exc)
             self._model = model
             log.info("loaded embedding model %s (%d dims)", self.model_name, model.get_embedding_dimension())
 
@@ -123,6 +137,9 @@ class Embedder:
         return self._encode(list(texts), bfloat16=self.uses_bfloat16, show_progress=show_progress)
 
     def encode_query(self, text: str) -> np.ndarray:
+        self.load()
+        if self._query_encoder is not None:
+            return self._query_encoder.encode(text)
         return self._encode([text], bfloat16=False)[0]
 
     def _encode(self, texts: list[str], *, bfloat16: bool, show_progress: bool = False) -> np.ndarray:

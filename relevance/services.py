@@ -29,6 +29,8 @@ class Services:
             max_seq_length=settings.embedding_max_seq_length,
             torch_threads=settings.torch_threads,
             batch_precision=settings.embedding_batch_precision,
+            query_backend=settings.embedding_query_backend,
+            cache_dir=settings.data_dir / "models",
         )
         return cls(settings, engine, embedder, SearchPipeline(engine, embedder, settings))
 

@@ -33,8 +33,8 @@ def _isolate_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def embedder() -> Embedder:
-    model = Embedder()
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    model = Embedder(cache_dir=tmp_path_factory.mktemp("models"))
     model.load()
     return model
 

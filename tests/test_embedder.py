@@ -32,3 +32,12 @@ def test_unknown_model_fails_clearly(tmp_path) -> None:
         Embedder(str(tmp_path / "no-model")).load()
     with pytest.raises(ModelError, match="batch_precision"):
         Embedder(batch_precision="int4")
+
+
+def test_onnx_queries_match_torch_queries(embedder: Embedder) -> None:
+    assert embedder.query_backend == "onnx" and embedder._query_encoder is not None
+    torch_queries = Embedder(embedder.model_name, query_backend="torch")
+    torch_queries._model = embedder._model
+    long_query = "cordless hammer drill with two batteries " * 40  # longer than max_seq_length: truncated alike
+    for text in ["drill", "1/2 in. pvc pipe 10 ft", "velvet accent chair for living room", long_query, "ñandú décor"]:
+        assert np.allclose(embedder.encode_query(text), torch_queries.encode_query(text), atol=1e-5)

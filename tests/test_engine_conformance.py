@@ -223,3 +223,12 @@ def test_hnsw_above_the_exact_limit_keeps_recall_and_filters(
     tools = SearchFilters(category="Tools")
     hits = engine.vector_search(ALIAS, items["f1"].vector, tools, 5)
     assert len(hits) == 5 and all(items[h.product_id].product.category.startswith("Tools") for h in hits)
+    # the same vector set in a new version reuses the cached graph instead of rebuilding it
+    cached = list((tmp_path / "hnsw" / "hnsw-cache").glob("*.bin"))
+    again = engine.create_version(ALIAS, 384, {})
+    engine.bulk_upsert(again, catalog_items)
+    engine.commit(again)
+    assert list((tmp_path / "hnsw" / "hnsw-cache").glob("*.bin")) == cached
+    assert ids(engine.vector_search(again, items["f1"].vector, SearchFilters(), 10)) == ids(
+        engine.vector_search(version, items["f1"].vector, SearchFilters(), 10)
+    )

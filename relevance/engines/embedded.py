@@ -16,6 +16,7 @@ keeps serving until then, which is what makes swaps zero-downtime.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 MAPPING_PATH = Path(__file__).resolve().parents[2] / "mappings" / "embedded.json"
 TEXT_FIELDS = ("title", "brand", "category", "description")
 NO_ROWS = np.zeros(0, dtype=np.int64)
+HNSW_CACHE_KEEP = 4  # graphs kept for reuse: the live and recent vector sets
 
 
 def _load_mapping() -> dict[str, Any]:
@@ -165,10 +167,10 @@ class EmbeddedEngine:
         root: Path,
         *,
         field_boosts: dict[str, float] | None = None,
-        exact_knn_max: int = 100_000,
+        exact_knn_max: int = 20_000,
         hnsw_m: int = 16,
-        hnsw_ef_construction: int = 200,
-        hnsw_ef_search: int = 128,
+        hnsw_ef_construction: int = 100,
+        hnsw_ef_search: int = 200,
     ) -> None:
         # No I/O here: directories are created by the first write.
         self.root = Path(root)
@@ -329,7 +331,7 @@ class EmbeddedEngine:
             for product in pending.products:
                 handle.write((product.model_dump_json(exclude_none=True) if product else "null") + "\n")
         if len(alive_rows) > self.exact_knn_max:
-            self._build_hnsw(vectors, alive_rows).save_index(str(directory / f"hnsw-{generation}.bin"))
+            shutil.copyfile(self._hnsw_file(vectors, alive_rows), directory / f"hnsw-{generation}.bin")
         manifest.update(generation=generation, rows=len(pending.products), count=len(alive_rows), committed=True)
         _atomic_write_text(directory / "manifest.json", json.dumps(manifest, indent=2))
         for old in directory.glob("*-*.*"):
@@ -337,13 +339,34 @@ class EmbeddedEngine:
             if stem_generation.isdigit() and int(stem_generation) < generation - 1:
                 old.unlink(missing_ok=True)  # keep one previous generation for readers mid-reload
 
-    def _build_hnsw(self, vectors: np.ndarray, rows: list[int]) -> Any:
+    def _hnsw_file(self, vectors: np.ndarray, rows: list[int]) -> Path:
+        """The HNSW graph of these rows, built once per distinct vector set.
+
+        Re-indexing an unchanged catalog yields the same rows and vectors, so the
+        graph (seconds to build) comes from this content-addressed cache instead.
+        """
+        row_array = np.asarray(rows, dtype=np.int64)
+        digest = hashlib.sha256()
+        digest.update(f"M={self.hnsw_m},ef={self.hnsw_ef_construction},dims={vectors.shape[1]}".encode())
+        digest.update(row_array.tobytes())
+        digest.update(np.ascontiguousarray(vectors[row_array]).tobytes())
+        cache = self.root / "hnsw-cache"
+        path = cache / f"{digest.hexdigest()[:32]}.bin"
+        if path.exists():
+            os.utime(path)
+            return path
         import hnswlib  # only large indexes need it
 
         index = hnswlib.Index(space="ip", dim=vectors.shape[1])
         index.init_index(max_elements=len(rows), ef_construction=self.hnsw_ef_construction, M=self.hnsw_m)
-        index.add_items(vectors[rows], np.asarray(rows))
-        return index
+        index.add_items(vectors[row_array], row_array)
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        index.save_index(str(tmp))
+        os.replace(tmp, path)
+        for stale in sorted(cache.glob("*.bin"), key=lambda p: p.stat().st_mtime)[:-HNSW_CACHE_KEEP]:
+            stale.unlink(missing_ok=True)
+        return path
 
     def drop_version(self, version: str) -> None:
         with self._lock:

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     exact_knn_max: int = Field(20_000, ge=0, description="Above this many products, kNN uses an HNSW index.")
     hnsw_m: int = Field(16, ge=2)
     hnsw_ef_construction: int = Field(100, ge=10)
-    hnsw_ef_search: int = Field(200, ge=10)
+    hnsw_ef_search: int = Field(400, ge=10)
 
     @field_validator("embedding_fields")
     @classmethod

@@ -32,13 +32,6 @@ class CatalogError(RelevanceError):
     kind = "catalog_error"
 
 
-class FilterError(RelevanceError):
-    """A search filter names a bad value."""
-
-    status = 422
-    kind = "invalid_filter"
-
-
 class RequestError(RelevanceError):
     """An API request is malformed (400) or semantically invalid (422)."""
 

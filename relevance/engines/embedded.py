@@ -170,7 +170,7 @@ class EmbeddedEngine:
         exact_knn_max: int = 20_000,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 100,
-        hnsw_ef_search: int = 200,
+        hnsw_ef_search: int = 400,
     ) -> None:
         # No I/O here: directories are created by the first write.
         self.root = Path(root)

@@ -85,8 +85,19 @@ class Gunicorn:
         self.log_path = log_path or (DEFAULT_WORK_DIR.parent / "gunicorn.log")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("w")
-        command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{self.port}", "wsgi:app"]
-        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT)
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "wsgi:app",
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def wait_ready(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
@@ -120,4 +131,6 @@ def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     array = np.asarray(values)
-    return {f"p{q}": round(float(np.percentile(array, q)), 2) for q in (50, 95, 99)} | {"mean": round(float(array.mean()), 2)}
+    return {f"p{q}": round(float(np.percentile(array, q)), 2) for q in (50, 95, 99)} | {
+        "mean": round(float(array.mean()), 2)
+    }

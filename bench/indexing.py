@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import bench_settings, home_depot_paths, machine  # noqa: E402
-from relevance.services import Services  # noqa: E402
+from bench.common import bench_settings, home_depot_paths, machine
+from relevance.services import Services
 
 
 def main() -> None:

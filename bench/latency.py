@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import (  # noqa: E402
+from bench.common import (
     DEFAULT_WORK_DIR,
     Gunicorn,
     bench_settings,
@@ -32,7 +32,7 @@ from bench.common import (  # noqa: E402
     percentiles,
     read_queries,
 )
-from relevance.services import Services  # noqa: E402
+from relevance.services import Services
 
 
 def parse_server_timing(header: str) -> dict[str, float]:

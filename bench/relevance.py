@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import (  # noqa: E402
+from bench.common import (
     DEFAULT_WORK_DIR,
     bench_settings,
     ensure_index,
@@ -29,11 +29,11 @@ from bench.common import (  # noqa: E402
     read_judgments,
     read_queries,
 )
-from relevance.embedder import Embedder  # noqa: E402
-from relevance.evaluation import ndcg_at_k  # noqa: E402
-from relevance.filters import SearchFilters  # noqa: E402
-from relevance.pipeline import FusionOptions  # noqa: E402
-from relevance.services import Services  # noqa: E402
+from relevance.embedder import Embedder
+from relevance.evaluation import ndcg_at_k
+from relevance.filters import SearchFilters
+from relevance.pipeline import FusionOptions
+from relevance.services import Services
 
 METHODS = {
     "bm25": ("lexical", None),

@@ -129,9 +129,7 @@ def run_index_job(
         raise
     pruned = prune_versions(engine, alias, keep_versions)
     elapsed = time.perf_counter() - started
-    return IndexReport(
-        summary.as_dict(), version, previous, dead_letter_path, embedding_stats, elapsed, pruned
-    )
+    return IndexReport(summary.as_dict(), version, previous, dead_letter_path, embedding_stats, elapsed, pruned)
 
 
 def _dead_letter_refused(path: Path, refused: list[tuple[str, str]], products: list) -> None:

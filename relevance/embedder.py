@@ -12,9 +12,9 @@ import hashlib
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -81,7 +81,9 @@ class Embedder:
             raise ModelError(f"query_backend must be onnx or torch, got {query_backend!r}")
         self.batch_precision = batch_precision
         self.query_backend = query_backend
-        self.cache_dir = cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "relevance-models"
+        self.cache_dir = (
+            cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "relevance-models"
+        )
         self._model: Any = None
         self._query_encoder: Any = None
         self._lock = threading.Lock()

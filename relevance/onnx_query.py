@@ -82,9 +82,7 @@ class OnnxQueryEncoder:
     def encode(self, text: str) -> np.ndarray:
         import torch
 
-        features = self._st.tokenizer(
-            [text], truncation=True, max_length=self._st.max_seq_length, return_tensors="np"
-        )
+        features = self._st.tokenizer([text], truncation=True, max_length=self._st.max_seq_length, return_tensors="np")
         inputs = {name: features[name].astype(np.int64) for name in _INPUTS if name in features}
         inputs.setdefault("token_type_ids", np.zeros_like(inputs["input_ids"]))
         token_embeddings = self._session.run(None, {k: v for k, v in inputs.items() if k in self._input_names})[0]

@@ -183,6 +183,7 @@ class EmbeddedEngine:
         self._analyzer: tantivy.TextAnalyzer | None = None
         self._snapshots: dict[str, _Snapshot] = {}
         self._pending: dict[str, _PendingVersion] = {}
+        self._json_cache: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
         self._lock = threading.RLock()
 
     # ----------------------------------------------------------------- paths
@@ -192,10 +193,23 @@ class EmbeddedEngine:
     def _version_dir(self, version: str) -> Path:
         return self.root / "versions" / version
 
+    def _read_json(self, path: Path) -> dict[str, Any]:
+        """Parse a small JSON file, re-reading only when a stat says it was replaced.
+
+        Every search resolves the alias and the manifest; this keeps that to two stats.
+        Writers replace these files atomically, so a new inode means new content.
+        """
+        stat = path.stat()
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        cached = self._json_cache.get(path)
+        if cached is None or cached[0] != key:
+            cached = (key, json.loads(path.read_text(encoding="utf-8")))
+            self._json_cache[path] = cached
+        return dict(cached[1])
+
     def _manifest(self, version: str) -> dict[str, Any]:
-        path = self._version_dir(version) / "manifest.json"
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return self._read_json(self._version_dir(version) / "manifest.json")
         except FileNotFoundError as exc:
             raise IndexNotReadyError(f"index version {version!r} does not exist") from exc
 
@@ -387,7 +401,7 @@ class EmbeddedEngine:
 
     def alias_target(self, alias: str) -> str | None:
         try:
-            return json.loads(self._alias_path(alias).read_text(encoding="utf-8"))["version"]
+            return self._read_json(self._alias_path(alias))["version"]
         except FileNotFoundError:
             return None
 

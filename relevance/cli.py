@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -17,6 +18,7 @@ from typing import Any
 import click
 
 from relevance.config import Settings, load_settings
+from relevance.engines import create_engine
 from relevance.errors import RelevanceError
 from relevance.filters import SearchFilters
 
@@ -263,16 +265,30 @@ def demo(ctx: click.Context, catalog: Path, host: str, port: int, workers: int) 
     """Index the sample catalog if nothing is served yet, then serve the API."""
     from relevance.server import run_gunicorn
 
-    services = _services(ctx)
-    live = services.engine.alias_target(services.settings.index_alias)
+    settings = _settings(ctx)
+    live = create_engine(settings).alias_target(settings.index_alias)
     if live is None:
         click.echo(f"indexing the sample catalog {catalog} (first run only)...")
-        report = _index_with_progress(ctx, catalog)
-        click.echo(f"indexed {report.summary['indexed']} products into {report.version}")
+        # Index in a spawned child: gunicorn forks its workers from this process, and
+        # forking after torch has started its thread pools leaves workers that hang on exit.
+        child = multiprocessing.get_context("spawn").Process(
+            target=_index_in_child, args=(settings.model_dump(mode="json"), str(catalog))
+        )
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise click.ClickException("indexing the sample catalog failed (see above)")
     else:
         click.echo(f"serving existing index {live}")
     click.echo(f"try: curl 'http://{host}:{port}/search?q=velvet+accent+chair&size=5'")
     run_gunicorn(_settings(ctx), host=host, port=port, workers=workers)
+
+
+def _index_in_child(settings_values: dict[str, Any], catalog: str) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    context = click.Context(main, obj={"settings": Settings(**settings_values)})
+    report = _index_with_progress(context, Path(catalog))
+    click.echo(f"indexed {report.summary['indexed']} products into {report.version}")
 
 
 if __name__ == "__main__":

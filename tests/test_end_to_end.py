@@ -134,3 +134,41 @@ def test_a_reindex_is_picked_up_by_running_workers(server: str, data_dir: Path, 
     for _ in range(4):  # both workers, whichever answers
         ready = requests.get(f"{server}/readyz", timeout=10).json()
         assert ready["index_version"] == after != before and ready["products"] == 10
+
+
+def test_demo_indexes_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    """The README's demo command: index if needed, serve, and exit promptly on SIGTERM."""
+    port = free_port()
+    log_path = tmp_path / "demo.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "relevance", "--data-dir", str(tmp_path / "var"), "demo"]
+            + ["--catalog", str(CATALOG), "--port", str(port), "--workers", "2"],
+            cwd=ROOT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                time.sleep(0.5)
+            else:
+                pytest.fail(f"demo not ready in 180 s:\n{log_path.read_text()}")
+            body = requests.get(f"{base}/search", params={"q": "cordless drill", "size": 3}, timeout=10).json()
+            assert body["mode"] == "hybrid" and body["results"][0]["product_id"] in {"d1", "d2", "d3", "d4"}
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                pytest.fail(f"demo did not stop within 30 s of SIGTERM:\n{log_path.read_text()}")
+    assert "indexed 40 products" in log_path.read_text()

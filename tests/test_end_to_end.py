@@ -142,8 +142,20 @@ def test_demo_indexes_serves_and_stops_cleanly(tmp_path: Path) -> None:
     log_path = tmp_path / "demo.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "relevance", "--data-dir", str(tmp_path / "var"), "demo"]
-            + ["--catalog", str(CATALOG), "--port", str(port), "--workers", "2"],
+            [
+                sys.executable,
+                "-m",
+                "relevance",
+                "--data-dir",
+                str(tmp_path / "var"),
+                "demo",
+                "--catalog",
+                str(CATALOG),
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+            ],
             cwd=ROOT,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
             stdout=log,

@@ -158,3 +158,13 @@ def test_unexpected_errors_are_json_500_without_trace(tmp_path: Path, embedder: 
     client = create_app(services=services).test_client()
     body = assert_error(client.get("/search?q=drill"), 500, None)
     assert "secret" not in body["detail"]
+
+
+def test_responses_match_their_documented_schemas(client) -> None:
+    from relevance.api.schemas import ErrorResponse, HealthResponse, ProductOut, SearchResponse
+
+    SearchResponse.model_validate(client.get("/search?q=drill&explain=true").get_json())
+    SearchResponse.model_validate(client.get("/products/d1/similar").get_json())
+    ProductOut.model_validate(client.get("/products/d1").get_json())
+    HealthResponse.model_validate(client.get("/readyz").get_json())
+    ErrorResponse.model_validate(client.get("/search").get_json())

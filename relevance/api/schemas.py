@@ -71,6 +71,7 @@ class SearchParams(FilterParams):
 
 
 class Explanation(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a test validates real responses: no undocumented field
     fused_score: float
     lexical_score: float | None
     lexical_rank: int | None
@@ -79,6 +80,7 @@ class Explanation(BaseModel):
 
 
 class ProductOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     product_id: str
     title: str
     description: str | None = None
@@ -100,7 +102,10 @@ class ResultOut(ProductOut):
 
 
 class SearchResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     query: str | None = None
+    product_id: str | None = Field(None, description="For /similar: the product whose neighbours these are.")
     mode: str
     fusion: FusionOptions | None = None
     page: int

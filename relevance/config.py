@@ -41,7 +41,11 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path("var"), description="Where indexes, the embedding cache and dead letters live.")
-    engine: Literal["embedded"] = Field("embedded", description="Search engine behind the layer.")
+    engine: Literal["embedded", "elasticsearch", "opensearch"] = Field(
+        "embedded", description="Search engine behind the layer."
+    )
+    engine_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch/OpenSearch URL (server engines only).")
+    engine_timeout: float = Field(2.0, gt=0, description="Seconds before a server request fails with a 503.")
     index_alias: str = Field("products", pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Alias that serves searches.")
     keep_versions: int = Field(3, ge=1, description="Index versions kept for rollback after a swap.")
 

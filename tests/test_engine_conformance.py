@@ -1,13 +1,15 @@
 """The engine conformance suite: every test runs on every available engine.
 
 Only the ``engine`` fixture knows engine names; the tests speak the SearchEngine
-interface. Elasticsearch and OpenSearch join the parameter list when their
-adapters land (they need servers that .ci/run starts).
+interface. Elasticsearch and OpenSearch run where .ci/run started them
+(RELEVANCE_TEST_ELASTICSEARCH_URL / RELEVANCE_TEST_OPENSEARCH_URL) and skip elsewhere.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +26,12 @@ from relevance.errors import IndexNotReadyError
 from relevance.filters import SearchFilters
 from tests.conftest import CATALOG
 
-ALIAS = "conformance"
-ENGINES = ["embedded"]
+ALIAS = f"conformance-{uuid.uuid4().hex[:8]}"  # unique per run: servers outlive a test session
+ENGINES = ["embedded", "elasticsearch", "opensearch"]
+SERVER_URLS = {
+    "elasticsearch": os.environ.get("RELEVANCE_TEST_ELASTICSEARCH_URL"),
+    "opensearch": os.environ.get("RELEVANCE_TEST_OPENSEARCH_URL"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +45,22 @@ def catalog_items(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) 
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchEngine]:
     if request.param == "embedded":
         yield EmbeddedEngine(tmp_path / "indexes")
+        return
+    url = SERVER_URLS[request.param]
+    if not url:
+        pytest.skip(f"no {request.param} node (set RELEVANCE_TEST_{request.param.upper()}_URL; .ci/run does)")
+    request.applymarker(pytest.mark.engines)
+    if request.param == "elasticsearch":
+        from relevance.engines.elasticsearch import ElasticsearchEngine
+
+        server: SearchEngine = ElasticsearchEngine(url, timeout=30)
+    else:
+        from relevance.engines.opensearch import OpenSearchEngine
+
+        server = OpenSearchEngine(url, timeout=30)
+    yield server
+    for version in server.list_versions(ALIAS):
+        server.drop_version(version.name)
 
 
 @pytest.fixture

@@ -1,0 +1,252 @@
+"""What the Elasticsearch and OpenSearch adapters share: the query DSL, versions and aliases.
+
+The two servers speak the same JSON for everything here except the kNN clause and
+the vector mapping, and both official clients accept ``body=`` on the same APIs,
+so the adapters only provide a client, their bulk helper, their error types and
+the kNN clause. This module imports neither client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.product import Product
+from relevance.engines.base import EngineHit, IndexedProduct, IndexVersion
+from relevance.errors import EngineError, IndexNotReadyError
+from relevance.filters import SearchFilters, brand_key, category_prefix_keys
+
+log = logging.getLogger(__name__)
+MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
+INTERNAL_FIELDS = ("vector", "brand_key", "category_prefix")
+
+
+def filter_clauses(filters: SearchFilters, exclude_ids: Sequence[str] = ()) -> dict[str, Any]:
+    """Translate the shared filter format into a bool query (filter context: no scoring)."""
+    must: list[dict[str, Any]] = []
+    if filters.category_filter_key:
+        must.append({"term": {"category_prefix": filters.category_filter_key}})
+    if filters.brand:
+        must.append({"terms": {"brand_key": filters.brand_keys}})
+    if filters.price_min is not None or filters.price_max is not None:
+        bounds = {"gte": filters.price_min, "lte": filters.price_max}
+        must.append({"range": {"price": {k: v for k, v in bounds.items() if v is not None}}})
+    if filters.in_stock is not None:
+        must.append({"term": {"in_stock": filters.in_stock}})
+    if filters.product_ids is not None:
+        must.append({"terms": {"product_id": list(filters.product_ids)}})
+    clause: dict[str, Any] = {"filter": must}
+    if exclude_ids:
+        clause["must_not"] = [{"terms": {"product_id": list(exclude_ids)}}]
+    return {"bool": clause}
+
+
+def to_document(product: Product, vector: np.ndarray) -> dict[str, Any]:
+    return {
+        **product.model_dump(exclude_none=True),
+        "brand_key": brand_key(product.brand) if product.brand else None,
+        "category_prefix": category_prefix_keys(product.category),
+        "vector": [float(x) for x in vector],
+    }
+
+
+def from_document(source: dict[str, Any]) -> Product:
+    return Product.model_validate({k: v for k, v in source.items() if k not in INTERNAL_FIELDS})
+
+
+class SearchServerEngine:
+    """Base of the server adapters. Subclasses set ``name`` and the hooks below."""
+
+    name = "server"
+    mapping_file = ""
+    source_param_prefix = ""  # opensearch-py spells mget's source filters "_source_includes"
+    not_found_errors: tuple[type[BaseException], ...] = ()
+    engine_errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        field_boosts: dict[str, float] | None = None,
+        timeout: float = 2.0,
+        num_candidates_factor: int = 4,
+    ) -> None:
+        # No connection here: the client is built on first use.
+        self.url = url
+        self.field_boosts = field_boosts or {"title": 3.0, "brand": 2.0, "category": 1.5, "description": 1.0}
+        self.timeout = timeout
+        self.num_candidates_factor = num_candidates_factor
+        self._client: Any = None
+
+    # ---------------------------------------------------------------- hooks
+    def _make_client(self) -> Any:
+        raise NotImplementedError
+
+    def _streaming_bulk(self, actions: Iterator[dict[str, Any]]) -> Iterator[tuple[bool, dict[str, Any]]]:
+        raise NotImplementedError
+
+    def _knn_body(self, vector: list[float], bool_filter: dict[str, Any], k: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- helpers
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _call(self, what: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except self.not_found_errors as exc:
+            raise IndexNotReadyError(f"{self.name}: {what}: no such index or alias", field="index") from exc
+        except self.engine_errors as exc:
+            raise EngineError(f"{self.name} at {self.url} failed to {what}: {exc}") from exc
+
+    def _mapping(self, dims: int, meta: dict[str, Any]) -> dict[str, Any]:
+        text = (MAPPINGS_DIR / self.mapping_file).read_text(encoding="utf-8").replace('"__DIMS__"', str(dims))
+        body = json.loads(text)
+        body["mappings"]["_meta"] = meta
+        return body
+
+    # ------------------------------------------------------ versions, aliases
+    def create_version(self, alias: str, dims: int, metadata: dict[str, Any]) -> str:
+        created = datetime.now(UTC)
+        version = f"{alias}-{created.strftime('%Y%m%d%H%M%S%f')}"
+        meta = {"alias": alias, "created_at": created.isoformat(), "committed": False, "metadata": metadata}
+        self._call("create an index", self.client.indices.create, index=version, body=self._mapping(dims, meta))
+        return version
+
+    def bulk_upsert(self, version: str, items: Sequence[IndexedProduct]) -> list[tuple[str, str]]:
+        actions = (
+            {
+                "_op_type": "index",
+                "_index": version,
+                "_id": item.product.product_id,
+                "_source": to_document(item.product, item.vector),
+            }
+            for item in items
+        )
+        refused = []
+        for ok, result in self._call("bulk index", lambda: list(self._streaming_bulk(actions))):
+            if not ok:
+                detail = result.get("index", result)
+                refused.append((str(detail.get("_id")), json.dumps(detail.get("error"))))
+        return refused
+
+    def delete(self, index: str, product_ids: Sequence[str]) -> int:
+        actions = ({"_op_type": "delete", "_index": index, "_id": pid} for pid in product_ids)
+        deleted = 0
+        for ok, result in self._call("delete", lambda: list(self._streaming_bulk(actions))):
+            if ok and result.get("delete", {}).get("result") == "deleted":
+                deleted += 1
+        return deleted
+
+    def commit(self, version: str) -> None:
+        self._call("refresh", self.client.indices.refresh, index=version)
+        meta = self._meta(version)
+        if not meta.get("committed"):
+            meta["committed"] = True
+            self._call("mark committed", self.client.indices.put_mapping, index=version, body={"_meta": meta})
+
+    def _meta(self, index: str) -> dict[str, Any]:
+        mapping = self._call("read the mapping", self.client.indices.get_mapping, index=index)
+        return next(iter(mapping.values()))["mappings"].get("_meta", {})
+
+    def drop_version(self, version: str) -> None:
+        with contextlib.suppress(IndexNotReadyError):
+            self._call("delete an index", self.client.indices.delete, index=version)
+
+    def swap_alias(self, alias: str, version: str) -> str | None:
+        if not self._meta(version).get("committed"):
+            raise EngineError(f"version {version!r} has no committed data; commit it before swapping")
+        current = self._alias_indices(alias)
+        actions = [{"remove": {"index": name, "alias": alias}} for name in current]
+        actions.append({"add": {"index": version, "alias": alias}})
+        self._call("swap an alias", self.client.indices.update_aliases, body={"actions": actions})
+        return current[0] if current else None
+
+    def _alias_indices(self, alias: str) -> list[str]:
+        try:
+            return sorted(self._call("read an alias", self.client.indices.get_alias, name=alias))
+        except IndexNotReadyError:
+            return []
+
+    def alias_target(self, alias: str) -> str | None:
+        current = self._alias_indices(alias)
+        return current[0] if current else None
+
+    def list_versions(self, alias: str) -> list[IndexVersion]:
+        live = self.alias_target(alias)
+        try:
+            mappings = self._call("list indices", self.client.indices.get_mapping, index=f"{alias}-*")
+        except IndexNotReadyError:
+            return []
+        versions = []
+        for name in sorted(mappings):
+            meta = mappings[name]["mappings"].get("_meta", {})
+            if meta.get("alias") == alias:
+                versions.append(IndexVersion(name, meta.get("created_at", ""), self.count(name), name == live))
+        return versions
+
+    def version_metadata(self, index: str) -> dict[str, Any]:
+        return self._meta(index).get("metadata", {})
+
+    # ---------------------------------------------------------------- reads
+    def count(self, index: str) -> int:
+        return int(self._call("count", self.client.count, index=index)["count"])
+
+    def get(self, index: str, product_ids: Sequence[str]) -> dict[str, Product]:
+        if not product_ids:
+            return {}
+        excludes = {f"{self.source_param_prefix}source_excludes": list(INTERNAL_FIELDS)}
+        response = self._call(
+            "get products", self.client.mget, index=index, body={"ids": list(product_ids)}, **excludes
+        )
+        return {doc["_id"]: from_document(doc["_source"]) for doc in response["docs"] if doc.get("found")}
+
+    def get_vectors(self, index: str, product_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if not product_ids:
+            return {}
+        includes = {f"{self.source_param_prefix}source_includes": ["vector"]}
+        response = self._call("get vectors", self.client.mget, index=index, body={"ids": list(product_ids)}, **includes)
+        return {
+            doc["_id"]: np.asarray(doc["_source"]["vector"], dtype=np.float32)
+            for doc in response["docs"]
+            if doc.get("found") and "vector" in doc.get("_source", {})
+        }
+
+    def lexical_search(self, index: str, text: str, filters: SearchFilters, k: int) -> list[EngineHit]:
+        fields = [f"{name}^{boost}" for name, boost in self.field_boosts.items() if boost > 0]
+        bool_query = filter_clauses(filters)
+        # most_fields sums the BM25 of every field that matches, like the embedded engine.
+        bool_query["bool"]["must"] = [{"multi_match": {"query": text, "fields": fields, "type": "most_fields"}}]
+        body = {"size": k, "query": bool_query, "_source": False, "track_total_hits": False}
+        return self._hits(self._call("search", self.client.search, index=index, body=body), cosine=False)
+
+    def vector_search(
+        self, index: str, vector: np.ndarray, filters: SearchFilters, k: int, exclude_ids: Sequence[str] = ()
+    ) -> list[EngineHit]:
+        body = self._knn_body([float(x) for x in vector], filter_clauses(filters, exclude_ids), k)
+        return self._hits(self._call("kNN search", self.client.search, index=index, body=body), cosine=True)[:k]
+
+    @staticmethod
+    def _hits(response: dict[str, Any], *, cosine: bool) -> list[EngineHit]:
+        # Both servers score cosine kNN as (1 + cos) / 2; report the cosine itself,
+        # as the embedded engine does, so linear fusion sees the same scale everywhere.
+        return [
+            EngineHit(hit["_id"], 2.0 * hit["_score"] - 1.0 if cosine else float(hit["_score"]), rank)
+            for rank, hit in enumerate(response["hits"]["hits"], start=1)
+        ]
+
+    def ping(self) -> None:
+        health = self._call("report health", self.client.cluster.health)
+        if health.get("status") not in ("green", "yellow"):
+            raise EngineError(f"{self.name} at {self.url} is {health.get('status')}")

@@ -1,6 +1,7 @@
 """NDCG@10 of bm25, knn, rrf and linear on the Home Depot dev split, in both modes.
 
     python bench/relevance.py --data ../shared/data/home_depot --engine embedded
+    python bench/relevance.py --data ../shared/data/home_depot --engine opensearch --engine-url http://127.0.0.1:9200
 
 Scoring follows ../shared/data/README.md exactly: gain = relevance - 1, exponential
 gain, log2 discount; queries whose judged products all share one relevance are
@@ -59,13 +60,15 @@ class MemoQueries:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="the home_depot folder")
-    parser.add_argument("--engine", default="embedded", choices=["embedded"])
+    parser.add_argument("--engine", default="embedded", choices=["embedded", "elasticsearch", "opensearch"])
+    parser.add_argument("--engine-url", default="http://127.0.0.1:9200", help="server engines only")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="index + embedding cache (reused)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N eligible queries")
     args = parser.parse_args()
 
     paths = home_depot_paths(args.data)
-    services = Services.from_settings(bench_settings(args.work_dir, args.engine))
+    server = {"engine_url": args.engine_url, "engine_timeout": 120.0} if args.engine != "embedded" else {}
+    services = Services.from_settings(bench_settings(args.work_dir, args.engine, **server))
     index_report = ensure_index(services, paths["products"])
     queries = read_queries(paths["queries"])
     judgments = read_judgments(paths["judgments"])

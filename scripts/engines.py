@@ -82,6 +82,7 @@ ARTIFACTS = {
 }
 
 JAVA_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+_STARTED: dict[int, subprocess.Popen] = {}  # nodes this process started, so stop() can reap them
 
 
 def home() -> Path:
@@ -301,8 +302,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def state_path(engine: str) -> Path:
-    return home() / "run" / f"{engine}.json"
+def state_path(name: str) -> Path:
+    return home() / "run" / f"{name}.json"
 
 
 def healthy(url: str) -> bool:
@@ -313,15 +314,23 @@ def healthy(url: str) -> bool:
         return False
 
 
-def start(engine: str, port: int | None, heap: str, timeout: float) -> dict:
-    if (state := read_state(engine)) and healthy(state["url"]):
+def start(
+    engine: str, port: int | None, heap: str, timeout: float, *, name: str | None = None, run_dir: Path | None = None
+) -> dict:
+    """Start a node (``name`` defaults to the engine) and wait until it is healthy.
+
+    Passing the ``run_dir`` of a stopped node restarts it on its old data.
+    """
+    name = name or engine
+    if (state := read_state(name)) and healthy(state["url"]):
         return state
     install = fetch(engine)
     spec = ENGINES[engine]
     port = port or free_port()
-    run_dir = Path(tempfile.mkdtemp(prefix=f"relevance-{engine}-"))  # under /tmp: reachable by nobody
-    for name in ("data", "logs", "tmp"):
-        (run_dir / name).mkdir()
+    if run_dir is None:
+        run_dir = Path(tempfile.mkdtemp(prefix=f"relevance-{name}-"))  # under /tmp: reachable by nobody
+    for sub in ("data", "logs", "tmp"):
+        (run_dir / sub).mkdir(exist_ok=True)
     user = _unprivileged_user()
     if user is not None:
         for path in [run_dir, *run_dir.iterdir()]:
@@ -344,19 +353,20 @@ def start(engine: str, port: int | None, heap: str, timeout: float) -> dict:
             "-E",
             f"path.logs={run_dir / 'logs'}",
         ),
-        *("-E", f"cluster.name=relevance-{engine}"),
+        *("-E", f"cluster.name=relevance-{name}"),
         *spec["extra"],
     ]
-    log = (run_dir / "stdout.log").open("wb")
-    process = subprocess.Popen(
-        command,
-        env=env,
-        cwd=run_dir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        **({"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}),
-    )
+    with (run_dir / "stdout.log").open("ab") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=run_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **({"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}),
+        )
+    _STARTED[process.pid] = process
     url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     while not healthy(url):
@@ -367,6 +377,7 @@ def start(engine: str, port: int | None, heap: str, timeout: float) -> dict:
             raise SystemExit(f"{engine} not healthy after {timeout:.0f} s; see {run_dir / 'stdout.log'}")
         time.sleep(0.25)
     state = {
+        "name": name,
         "engine": engine,
         "url": url,
         "pid": process.pid,
@@ -374,8 +385,8 @@ def start(engine: str, port: int | None, heap: str, timeout: float) -> dict:
         "version": ELASTICSEARCH_VERSION if engine == "elasticsearch" else OPENSEARCH_VERSION,
         "startup_seconds": round(time.monotonic() - started, 1),
     }
-    state_path(engine).parent.mkdir(parents=True, exist_ok=True)
-    state_path(engine).write_text(json.dumps(state, indent=2))
+    state_path(name).parent.mkdir(parents=True, exist_ok=True)
+    state_path(name).write_text(json.dumps(state, indent=2))
     return state
 
 
@@ -383,9 +394,9 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     return pwd.getpwnam("nobody") if os.geteuid() == 0 else None
 
 
-def read_state(engine: str) -> dict | None:
+def read_state(name: str) -> dict | None:
     try:
-        return json.loads(state_path(engine).read_text())
+        return json.loads(state_path(name).read_text())
     except (FileNotFoundError, ValueError):
         return None
 
@@ -394,6 +405,14 @@ def _kill_group(pid: int, timeout: float = 30) -> None:
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
+        return
+    process = _STARTED.pop(pid, None)
+    if process is not None:  # started by this process: reap it, or it lingers as a zombie
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(pid, signal.SIGKILL)
+            process.wait()
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -405,13 +424,14 @@ def _kill_group(pid: int, timeout: float = 30) -> None:
     os.killpg(pid, signal.SIGKILL)
 
 
-def stop(engine: str) -> bool:
-    state = read_state(engine)
+def stop(name: str, *, keep_data: bool = False) -> bool:
+    state = read_state(name)
     if state is None:
         return False
     _kill_group(state["pid"])
-    shutil.rmtree(state["run_dir"], ignore_errors=True)
-    state_path(engine).unlink(missing_ok=True)
+    if not keep_data:
+        shutil.rmtree(state["run_dir"], ignore_errors=True)
+    state_path(name).unlink(missing_ok=True)
     return True
 
 
@@ -425,8 +445,9 @@ def main() -> None:
     start_cmd.add_argument("--port", type=int, help="HTTP port (default: a free one)")
     start_cmd.add_argument("--heap", default="512m")
     start_cmd.add_argument("--timeout", type=float, default=180)
+    start_cmd.add_argument("--name", help="node name, for several nodes of one engine (default: the engine)")
     stop_cmd = commands.add_parser("stop", help="stop a node started here")
-    stop_cmd.add_argument("engine", choices=list(ENGINES))
+    stop_cmd.add_argument("name", help="the engine, or the --name given to start")
     commands.add_parser("status", help="JSON of the nodes started here and whether they answer")
     args = parser.parse_args()
 
@@ -437,14 +458,14 @@ def main() -> None:
         for engine in args.engines or list(ENGINES):
             print(f"{engine}: {fetch(engine)}")
     elif args.command == "start":
-        print(json.dumps(start(args.engine, args.port, args.heap, args.timeout)))
+        print(json.dumps(start(args.engine, args.port, args.heap, args.timeout, name=args.name)))
     elif args.command == "stop":
-        print(f"{args.engine}: {'stopped' if stop(args.engine) else 'not running'}")
+        print(f"{args.name}: {'stopped' if stop(args.name) else 'not running'}")
     else:
         status = {}
-        for engine in ENGINES:
-            state = read_state(engine)
-            status[engine] = None if state is None else {**state, "healthy": healthy(state["url"])}
+        for path in sorted((home() / "run").glob("*.json")) if (home() / "run").exists() else []:
+            state = json.loads(path.read_text())
+            status[path.stem] = {**state, "healthy": healthy(state["url"])}
         print(json.dumps(status, indent=2))
 
 

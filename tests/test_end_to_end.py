@@ -37,6 +37,20 @@ def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def wait_until_ready(base: str, process: subprocess.Popen, log_path: Path, timeout: float) -> None:
+    """Poll /readyz until 200; fail with the server's log if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log_path.read_text()
+        try:
+            if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:  # not listening yet, or workers still loading
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"not ready in {timeout:.0f} s:\n{log_path.read_text()}")
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("e2e")
@@ -63,17 +77,7 @@ def server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or workers still loading
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("gunicorn did not become ready in 120 s")
+        wait_until_ready(base, process, log_path, 120)
         yield base
     finally:
         process.terminate()
@@ -163,17 +167,7 @@ def test_demo_indexes_serves_and_stops_cleanly(tmp_path: Path) -> None:
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                assert process.poll() is None, log_path.read_text()
-                try:
-                    if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                time.sleep(0.5)
-            else:
-                pytest.fail(f"demo not ready in 180 s:\n{log_path.read_text()}")
+            wait_until_ready(base, process, log_path, 180)
             body = requests.get(f"{base}/search", params={"q": "cordless drill", "size": 3}, timeout=10).json()
             assert body["mode"] == "hybrid" and body["results"][0]["product_id"] in {"d1", "d2", "d3", "d4"}
         finally:

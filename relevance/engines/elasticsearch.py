@@ -8,7 +8,7 @@ from typing import Any
 import elasticsearch
 from elasticsearch import helpers
 
-from relevance.engines.search_server import SearchServerEngine
+from relevance.engines.search_server import BULK_OPTIONS, SearchServerEngine
 
 
 class ElasticsearchEngine(SearchServerEngine):
@@ -21,15 +21,8 @@ class ElasticsearchEngine(SearchServerEngine):
         return elasticsearch.Elasticsearch(self.url, request_timeout=self.timeout, max_retries=0)
 
     def _streaming_bulk(self, actions: Iterator[dict[str, Any]]) -> Iterator[tuple[bool, dict[str, Any]]]:
-        # 429s are retried with exponential backoff by the helper; other failures come back per document.
         return helpers.streaming_bulk(
-            self.client.options(request_timeout=max(self.timeout, 60)),
-            actions,
-            chunk_size=500,
-            max_retries=5,
-            initial_backoff=0.5,
-            raise_on_error=False,
-            raise_on_exception=True,
+            self.client.options(request_timeout=max(self.timeout, 60)), actions, **BULK_OPTIONS
         )
 
     def _knn_body(self, vector: list[float], bool_filter: dict[str, Any], k: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import opensearchpy
 from opensearchpy import helpers
 
-from relevance.engines.search_server import SearchServerEngine
+from relevance.engines.search_server import BULK_OPTIONS, SearchServerEngine
 
 
 class OpenSearchEngine(SearchServerEngine):
@@ -22,16 +22,7 @@ class OpenSearchEngine(SearchServerEngine):
         return opensearchpy.OpenSearch(hosts=[self.url], timeout=self.timeout, max_retries=0)
 
     def _streaming_bulk(self, actions: Iterator[dict[str, Any]]) -> Iterator[tuple[bool, dict[str, Any]]]:
-        return helpers.streaming_bulk(
-            self.client,
-            actions,
-            chunk_size=500,
-            max_retries=5,
-            initial_backoff=0.5,
-            raise_on_error=False,
-            raise_on_exception=True,
-            request_timeout=max(self.timeout, 60),
-        )
+        return helpers.streaming_bulk(self.client, actions, request_timeout=max(self.timeout, 60), **BULK_OPTIONS)
 
     def _knn_body(self, vector: list[float], bool_filter: dict[str, Any], k: int) -> dict[str, Any]:
         # The lucene engine applies this filter during the graph search (efficient filtering).

@@ -26,6 +26,15 @@ from relevance.filters import SearchFilters, brand_key, category_prefix_keys
 log = logging.getLogger(__name__)
 MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
 INTERNAL_FIELDS = ("vector", "brand_key", "category_prefix")
+# streaming_bulk options both adapters use: 429s are retried with exponential backoff,
+# other per-document failures come back to the job (which dead-letters them).
+BULK_OPTIONS = {
+    "chunk_size": 500,
+    "max_retries": 5,
+    "initial_backoff": 0.5,
+    "raise_on_error": False,
+    "raise_on_exception": True,
+}
 
 
 def filter_clauses(filters: SearchFilters, exclude_ids: Sequence[str] = ()) -> dict[str, Any]:

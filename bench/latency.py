@@ -1,6 +1,7 @@
 """Latency of GET /search over HTTP: gunicorn (2 workers) serving the Home Depot index.
 
     python bench/latency.py --data ../shared/data/home_depot
+    python bench/latency.py --data ../shared/data/home_depot --engine opensearch --engine-url http://127.0.0.1:9200
 
 Real shopper queries are sent by 1 and then 8 concurrent clients. Reports client
 latency percentiles, throughput, and each server stage from the Server-Timing
@@ -83,7 +84,8 @@ def run_clients(base: str, queries: list[str], clients: int, size: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="the home_depot folder")
-    parser.add_argument("--engine", default="embedded", choices=["embedded"])
+    parser.add_argument("--engine", default="embedded", choices=["embedded", "elasticsearch", "opensearch"])
+    parser.add_argument("--engine-url", default="http://127.0.0.1:9200", help="server engines only")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="index + embedding cache (reused)")
     parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency level")
     parser.add_argument("--warmup", type=int, default=50)
@@ -94,7 +96,8 @@ def main() -> None:
     args = parser.parse_args()
 
     paths = home_depot_paths(args.data)
-    settings = bench_settings(args.work_dir, args.engine)
+    server = {"engine_url": args.engine_url, "engine_timeout": 120.0} if args.engine != "embedded" else {}
+    settings = bench_settings(args.work_dir, args.engine, **server)
     index_report = ensure_index(Services.from_settings(settings), paths["products"])
     texts = list(read_queries(paths["queries"]).values())
     rng = random.Random(args.seed)
@@ -103,6 +106,7 @@ def main() -> None:
         "RELEVANCE_ENGINE": args.engine,
         "RELEVANCE_INDEX_ALIAS": settings.index_alias,
         "RELEVANCE_TORCH_THREADS": str(args.torch_threads),
+        "RELEVANCE_ENGINE_URL": settings.engine_url,
     }
     results = []
     with Gunicorn(env, workers=args.workers) as server:

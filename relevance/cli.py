@@ -240,6 +240,22 @@ def versions(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.pass_context
+@_friendly_errors
+def rollback(ctx: click.Context) -> None:
+    """Point the alias back at the version that was live before the current one."""
+    settings = _settings(ctx)
+    engine = create_engine(settings)
+    versions = sorted(engine.list_versions(settings.index_alias), key=lambda v: v.name)
+    live = [i for i, version in enumerate(versions) if version.is_live]
+    if not live or live[0] == 0:
+        raise click.ClickException(f"no earlier version of {settings.index_alias!r} is kept to roll back to")
+    previous = versions[live[0] - 1].name
+    engine.swap_alias(settings.index_alias, previous)
+    click.echo(f"{settings.index_alias} now serves {previous} (was {versions[live[0]].name})")
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True)

@@ -100,3 +100,19 @@ def test_duplicate_texts_are_embedded_once(tmp_path: Path) -> None:
     assert (again.embedded, again.cache_hits) == (1, 1) and calls[-1] == ["abcd"]
     _, other_model = embed_with_cache(["abc"], "other", encode, cache)
     assert other_model.embedded == 1
+
+
+def test_cli_rollback_points_the_alias_at_the_previous_version(tmp_path: Path, embedder: Embedder) -> None:
+    from click.testing import CliRunner
+
+    from relevance.cli import main
+
+    services = make_services(tmp_path, embedder)
+    first = services.index_catalog(CATALOG).version
+    second = services.index_catalog(CATALOG).version
+    runner = CliRunner()
+    result = runner.invoke(main, ["--data-dir", str(tmp_path), "rollback"])
+    assert result.exit_code == 0, result.output
+    assert services.engine.alias_target("products") == first and second in result.output
+    again = runner.invoke(main, ["--data-dir", str(tmp_path), "rollback"])
+    assert again.exit_code != 0 and "no earlier version" in again.output

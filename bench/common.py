@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import platform
@@ -59,8 +60,20 @@ def read_judgments(path: Path) -> dict[str, dict[str, float]]:
     return dict(judged)
 
 
-def bench_settings(work_dir: Path, engine: str = "embedded", **overrides: Any) -> Settings:
-    return load_settings(data_dir=work_dir, engine=engine, index_alias="homedepot", **overrides)
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments every benchmark shares: the data, the engine, the reusable work dir."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="the home_depot folder")
+    parser.add_argument("--engine", default="embedded", choices=["embedded", "elasticsearch", "opensearch"])
+    parser.add_argument("--engine-url", default="http://127.0.0.1:9200", help="server engines only")
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="index + embedding cache (reused)")
+    return parser
+
+
+def bench_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    if args.engine != "embedded":  # bulk loads of 54k products need more than the serving timeout
+        overrides = {"engine_url": args.engine_url, "engine_timeout": 120.0, **overrides}
+    return load_settings(data_dir=args.work_dir, engine=args.engine, index_alias="homedepot", **overrides)
 
 
 def ensure_index(services: Services, catalog: Path) -> dict[str, Any] | None:

@@ -29,7 +29,8 @@ def main() -> None:
 
     work_dir = Path(tempfile.mkdtemp(prefix="bench-indexing-"))
     try:
-        services = Services.from_settings(bench_settings(work_dir, args.engine))
+        # A fresh work dir: "cold" must mean an empty embedding cache.
+        services = Services.from_settings(bench_settings(argparse.Namespace(engine=args.engine, work_dir=work_dir)))
         load_started = time.perf_counter()
         services.embedder.load()
         model_load_seconds = time.perf_counter() - load_started

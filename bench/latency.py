@@ -11,7 +11,6 @@ the client-measured time (Flask, JSON, HTTP). Prints one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -24,8 +23,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
-    DEFAULT_WORK_DIR,
     Gunicorn,
+    bench_parser,
     bench_settings,
     ensure_index,
     home_depot_paths,
@@ -82,11 +81,7 @@ def run_clients(base: str, queries: list[str], clients: int, size: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="the home_depot folder")
-    parser.add_argument("--engine", default="embedded", choices=["embedded", "elasticsearch", "opensearch"])
-    parser.add_argument("--engine-url", default="http://127.0.0.1:9200", help="server engines only")
-    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="index + embedding cache (reused)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency level")
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--size", type=int, default=10)
@@ -96,8 +91,7 @@ def main() -> None:
     args = parser.parse_args()
 
     paths = home_depot_paths(args.data)
-    server = {"engine_url": args.engine_url, "engine_timeout": 120.0} if args.engine != "embedded" else {}
-    settings = bench_settings(args.work_dir, args.engine, **server)
+    settings = bench_settings(args)
     index_report = ensure_index(Services.from_settings(settings), paths["products"])
     texts = list(read_queries(paths["queries"]).values())
     rng = random.Random(args.seed)

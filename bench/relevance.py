@@ -11,7 +11,6 @@ judged products. Prints one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
-    DEFAULT_WORK_DIR,
+    bench_parser,
     bench_settings,
     ensure_index,
     home_depot_paths,
@@ -58,17 +57,12 @@ class MemoQueries:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="the home_depot folder")
-    parser.add_argument("--engine", default="embedded", choices=["embedded", "elasticsearch", "opensearch"])
-    parser.add_argument("--engine-url", default="http://127.0.0.1:9200", help="server engines only")
-    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="index + embedding cache (reused)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--limit", type=int, default=None, help="score only the first N eligible queries")
     args = parser.parse_args()
 
     paths = home_depot_paths(args.data)
-    server = {"engine_url": args.engine_url, "engine_timeout": 120.0} if args.engine != "embedded" else {}
-    services = Services.from_settings(bench_settings(args.work_dir, args.engine, **server))
+    services = Services.from_settings(bench_settings(args))
     index_report = ensure_index(services, paths["products"])
     queries = read_queries(paths["queries"])
     judgments = read_judgments(paths["judgments"])

@@ -73,7 +73,7 @@ def bench_parser(doc: str | None) -> argparse.ArgumentParser:
 def bench_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     if args.engine != "embedded":  # bulk loads of 54k products need more than the serving timeout
         overrides = {"engine_url": args.engine_url, "engine_timeout": 120.0, **overrides}
-    return load_settings(data_dir=args.work_dir, engine=args.engine, index_alias="homedepot", **overrides)
+    return load_settings(data_dir=args.work_dir, engine=args.engine, **{"index_alias": "homedepot", **overrides})
 
 
 def ensure_index(services: Services, catalog: Path) -> dict[str, Any] | None:

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     candidates: int = Field(100, ge=1, le=1000, description="Top-N of each candidate list (lexical, vector).")
     window: int = Field(200, ge=1, le=2000, description="Fused results pages are cut from.")
     fusion: Literal["rrf", "linear"] = "rrf"
+    fusion_backend: Literal["layer", "engine"] = Field(
+        "layer", description="Fuse in the layer, or ask the engine for its native hybrid search (server engines)."
+    )
     rrf_k: float = Field(60.0, gt=0)
     linear_normalization: Literal["minmax", "zscore"] = "minmax"
     lexical_weight: float = Field(0.5, ge=0)

@@ -60,6 +60,13 @@ class IndexNotReadyError(EngineError):
     kind = "index_not_ready"
 
 
+class EngineFeatureUnavailable(RelevanceError):
+    """The engine lacks a feature the request asks for (a module, plugin or licence)."""
+
+    status = 501
+    kind = "engine_feature_unavailable"
+
+
 class ModelError(RelevanceError):
     """The embedding model cannot be loaded or used."""
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from indexer.product import Product
 from relevance.config import Settings
 from relevance.embedder import Embedder
-from relevance.engines.base import SearchEngine
+from relevance.engines.base import NativeFusion, SearchEngine
 from relevance.errors import NotFoundError
 from relevance.filters import SearchFilters
 from relevance.fusion import FusedHit, FusionMethod, Normalization, fuse, single_list
@@ -29,6 +29,7 @@ class FusionOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: FusionMethod = "rrf"
+    backend: Literal["layer", "engine"] = "layer"
     rrf_k: float = Field(60.0, gt=0)
     normalization: Normalization = "minmax"
     lexical_weight: float = Field(0.5, ge=0)
@@ -38,6 +39,7 @@ class FusionOptions(BaseModel):
     def from_settings(cls, settings: Settings) -> FusionOptions:
         return cls(
             method=settings.fusion,
+            backend=settings.fusion_backend,
             rrf_k=settings.rrf_k,
             normalization=settings.linear_normalization,
             lexical_weight=settings.lexical_weight,
@@ -99,6 +101,8 @@ class SearchPipeline:
         fusion = fusion or self.default_fusion
         depth = depth or self.settings.window
         n = candidates or max(self.settings.candidates, depth if mode != "hybrid" else 0)
+        if mode == "hybrid" and fusion.backend == "engine":
+            return self._engine_fused(text, filters, fusion, depth, n, timings)
         lexical = vector = []
         if mode in ("hybrid", "vector"):
             with timings.stage("embed"):
@@ -124,6 +128,24 @@ class SearchPipeline:
                     vector_weight=fusion.vector_weight,
                 )
         return fused[:depth]
+
+    def _engine_fused(
+        self, text: str, filters: SearchFilters, fusion: FusionOptions, depth: int, n: int, timings: Timings
+    ) -> list[FusedHit]:
+        """Both retrievals and their fusion in one engine request (no per-list scores to explain)."""
+        with timings.stage("embed"):
+            query_vector = self.embedder.encode_query(text)
+        native = NativeFusion(
+            method=fusion.method,
+            rank_constant=fusion.rrf_k,
+            normalization=fusion.normalization,
+            lexical_weight=fusion.lexical_weight,
+            vector_weight=fusion.vector_weight,
+            window=n,
+        )
+        with timings.stage("hybrid"):
+            hits = self.engine.hybrid_search(self.alias, text, query_vector, filters, depth, native)
+        return [FusedHit(hit.product_id, hit.score, None, None, None, None) for hit in hits]
 
     def search(
         self,

@@ -44,6 +44,7 @@ def test_fusion_options_are_applied(client) -> None:
     ).get_json()
     assert body["fusion"] == {
         "method": "linear",
+        "backend": "layer",
         "rrf_k": 60.0,
         "normalization": "zscore",
         "lexical_weight": 1.0,

@@ -53,6 +53,9 @@ class SearchParams(FilterParams):
     q: str = Field(min_length=1, max_length=500, description="The shopper's query.")
     mode: Mode = Field("hybrid", description="hybrid (both lists fused), lexical (BM25 only) or vector (kNN only).")
     fusion: FusionMethod | None = Field(None, description="rrf or linear; default from settings.")
+    fusion_backend: Literal["layer", "engine"] | None = Field(
+        None, description="layer (default) or engine: the engine's native hybrid search, where it has one (else 501)."
+    )
     rrf_k: float | None = Field(None, gt=0, allow_inf_nan=False)
     normalization: Normalization | None = Field(None, description="Score normalisation of the linear blend.")
     lexical_weight: float | None = Field(None, ge=0, allow_inf_nan=False)
@@ -62,6 +65,7 @@ class SearchParams(FilterParams):
     def fusion_options(self, defaults: FusionOptions) -> FusionOptions:
         overrides = {
             "method": self.fusion,
+            "backend": self.fusion_backend,
             "rrf_k": self.rrf_k,
             "normalization": self.normalization,
             "lexical_weight": self.lexical_weight,

@@ -37,6 +37,18 @@ class IndexedProduct:
     vector: np.ndarray  # float32, L2-normalised
 
 
+@dataclass(frozen=True)
+class NativeFusion:
+    """The engine's own hybrid search: both retrievals and their fusion in one request."""
+
+    method: str  # "rrf" or "linear"
+    rank_constant: float
+    normalization: str  # linear only: "minmax" or "zscore"
+    lexical_weight: float
+    vector_weight: float
+    window: int  # candidates each retrieval contributes
+
+
 @runtime_checkable
 class SearchEngine(Protocol):
     """Implemented by every adapter in ``relevance.engines``."""
@@ -68,6 +80,12 @@ class SearchEngine(Protocol):
     def vector_search(
         self, index: str, vector: np.ndarray, filters: SearchFilters, k: int, exclude_ids: Sequence[str] = ()
     ) -> list[EngineHit]: ...
+    def hybrid_search(
+        self, index: str, text: str, vector: np.ndarray, filters: SearchFilters, k: int, fusion: NativeFusion
+    ) -> list[EngineHit]:
+        """Engine-native fusion; raises EngineFeatureUnavailable where the engine lacks it."""
+        ...
+
     def ping(self) -> None:
         """Raise EngineError when the engine cannot serve."""
         ...

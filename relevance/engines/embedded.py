@@ -33,8 +33,8 @@ import numpy as np
 import tantivy
 
 from indexer.product import Product
-from relevance.engines.base import EngineHit, IndexedProduct, IndexVersion
-from relevance.errors import EngineError, IndexNotReadyError
+from relevance.engines.base import EngineHit, IndexedProduct, IndexVersion, NativeFusion
+from relevance.errors import EngineError, EngineFeatureUnavailable, IndexNotReadyError
 from relevance.filters import SearchFilters, brand_key, category_prefix_keys
 
 log = logging.getLogger(__name__)
@@ -615,6 +615,14 @@ class EmbeddedEngine:
         allowed = None if mask is None else (lambda label: bool(mask[label]))
         labels, distances = snapshot.hnsw.knn_query(query, k=k, filter=allowed)
         return labels[0].astype(np.int64), 1.0 - distances[0]
+
+    def hybrid_search(
+        self, index: str, text: str, vector: np.ndarray, filters: SearchFilters, k: int, fusion: NativeFusion
+    ) -> list[EngineHit]:
+        raise EngineFeatureUnavailable(
+            "the embedded engine has no native hybrid search; use fusion_backend=layer (the layer's own fusion)",
+            field="fusion_backend",
+        )
 
     def ping(self) -> None:
         if self.root.exists() and not os.access(self.root, os.R_OK):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import opensearchpy
 from opensearchpy import helpers
 
-from relevance.engines.search_server import BULK_OPTIONS, SearchServerEngine
+from relevance.engines.base import NativeFusion
+from relevance.engines.search_server import BULK_OPTIONS, SearchServerEngine, filter_clauses
+from relevance.filters import SearchFilters
 
 
 class OpenSearchEngine(SearchServerEngine):
@@ -18,16 +22,72 @@ class OpenSearchEngine(SearchServerEngine):
     not_found_errors = (opensearchpy.NotFoundError,)
     engine_errors = (opensearchpy.TransportError, opensearchpy.ConnectionError)
 
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
+        self._pipelines: set[str] = set()
+
     def _make_client(self) -> Any:
         return opensearchpy.OpenSearch(hosts=[self.url], timeout=self.timeout, max_retries=0)
 
     def _streaming_bulk(self, actions: Iterator[dict[str, Any]]) -> Iterator[tuple[bool, dict[str, Any]]]:
         return helpers.streaming_bulk(self.client, actions, request_timeout=max(self.timeout, 60), **BULK_OPTIONS)
 
-    def _knn_body(self, vector: list[float], bool_filter: dict[str, Any], k: int) -> dict[str, Any]:
+    def _knn_query(self, vector: list[float], bool_filter: dict[str, Any], k: int) -> dict[str, Any]:
         # The lucene engine applies this filter during the graph search (efficient filtering).
-        return {
+        return {"knn": {"vector": {"vector": vector, "k": k, "filter": bool_filter}}}
+
+    def _knn_body(self, vector: list[float], bool_filter: dict[str, Any], k: int) -> dict[str, Any]:
+        return {"size": k, "query": self._knn_query(vector, bool_filter, k), "_source": False}
+
+    def _native_hybrid(
+        self,
+        index: str,
+        lexical_query: dict[str, Any],
+        vector: list[float],
+        filters: SearchFilters,
+        k: int,
+        fusion: NativeFusion,
+    ) -> dict[str, Any]:
+        window = max(fusion.window, k)
+        pipeline = self._hybrid_pipeline(fusion)
+        body = {
             "size": k,
-            "query": {"knn": {"vector": {"vector": vector, "k": k, "filter": bool_filter}}},
+            "query": {"hybrid": {"queries": [lexical_query, self._knn_query(vector, filter_clauses(filters), window)]}},
             "_source": False,
         }
+        return self.client.search(index=index, body=body, params={"search_pipeline": pipeline})
+
+    def _hybrid_pipeline(self, fusion: NativeFusion) -> str:
+        """The search pipeline that fuses the hybrid query's two lists, created once per setting."""
+        if fusion.method == "rrf":
+            processor = {
+                "score-ranker-processor": {
+                    "combination": {"technique": "rrf", "rank_constant": max(round(fusion.rank_constant), 1)}
+                }
+            }
+        else:
+            total = (fusion.lexical_weight + fusion.vector_weight) or 1.0  # OpenSearch wants weights summing to 1
+            processor = {
+                "normalization-processor": {
+                    "normalization": {"technique": "min_max" if fusion.normalization == "minmax" else "z_score"},
+                    "combination": {
+                        "technique": "arithmetic_mean",
+                        "parameters": {"weights": [fusion.lexical_weight / total, fusion.vector_weight / total]},
+                    },
+                }
+            }
+        definition = {"description": "relevance layer: native hybrid fusion", "phase_results_processors": [processor]}
+        name = "relevance-hybrid-" + hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:12]
+        if name not in self._pipelines:
+            self.client.transport.perform_request("PUT", f"/_search/pipeline/{name}", body=definition)
+            self._pipelines.add(name)
+        return name
+
+    def _missing_native_feature(self, error: BaseException) -> str | None:
+        text = str(error)
+        if "invalid processor type" in text.lower() or "[hybrid]" in text:
+            return (
+                "the hybrid query and its normalization/score-ranker processors come from the neural-search plugin,"
+                " which this node does not have (it is not published on Maven Central)"
+            )
+        return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,15 +20,16 @@ from typing import Any
 import numpy as np
 
 from indexer.product import Product
-from relevance.engines.base import EngineHit, IndexedProduct, IndexVersion
-from relevance.errors import EngineError, IndexNotReadyError
+from relevance.engines.base import EngineHit, IndexedProduct, IndexVersion, NativeFusion
+from relevance.errors import EngineError, EngineFeatureUnavailable, IndexNotReadyError
 from relevance.filters import SearchFilters, brand_key, category_prefix_keys
 
 log = logging.getLogger(__name__)
 MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
 INTERNAL_FIELDS = ("vector", "brand_key", "category_prefix")
-# streaming_bulk options both adapters use: 429s are retried with exponential backoff,
-# other per-document failures come back to the job (which dead-letters them).
+# streaming_bulk options both adapters use: the helpers retry 429s with exponential
+# backoff; 5xx answers are retried by ``SearchServerEngine._bulk`` (opensearch-py's
+# helper retries only 429), and other per-document failures come back to the job.
 BULK_OPTIONS = {
     "chunk_size": 500,
     "max_retries": 5,
@@ -35,6 +37,7 @@ BULK_OPTIONS = {
     "raise_on_error": False,
     "raise_on_exception": True,
 }
+SERVER_ERROR_STATUSES = frozenset({500, 502, 503, 504})
 
 
 def filter_clauses(filters: SearchFilters, exclude_ids: Sequence[str] = ()) -> dict[str, Any]:
@@ -55,6 +58,12 @@ def filter_clauses(filters: SearchFilters, exclude_ids: Sequence[str] = ()) -> d
     if exclude_ids:
         clause["must_not"] = [{"terms": {"product_id": list(exclude_ids)}}]
     return {"bool": clause}
+
+
+def _status(error: BaseException) -> Any:
+    # elasticsearch's ApiError and opensearch-py's TransportError both carry status_code
+    # ("N/A" or absent for connection errors, which are not retried).
+    return getattr(error, "status_code", None)
 
 
 def to_document(product: Product, vector: np.ndarray) -> dict[str, Any]:
@@ -86,12 +95,16 @@ class SearchServerEngine:
         field_boosts: dict[str, float] | None = None,
         timeout: float = 2.0,
         num_candidates_factor: int = 4,
+        bulk_retries: int = 5,
+        bulk_backoff: float = 0.5,
     ) -> None:
         # No connection here: the client is built on first use.
         self.url = url
         self.field_boosts = field_boosts or {"title": 3.0, "brand": 2.0, "category": 1.5, "description": 1.0}
         self.timeout = timeout
         self.num_candidates_factor = num_candidates_factor
+        self.bulk_retries = bulk_retries
+        self.bulk_backoff = bulk_backoff
         self._client: Any = None
 
     # ---------------------------------------------------------------- hooks
@@ -102,6 +115,22 @@ class SearchServerEngine:
         raise NotImplementedError
 
     def _knn_body(self, vector: list[float], bool_filter: dict[str, Any], k: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _native_hybrid(
+        self,
+        index: str,
+        lexical_query: dict[str, Any],
+        vector: list[float],
+        filters: SearchFilters,
+        k: int,
+        fusion: NativeFusion,
+    ) -> dict[str, Any]:
+        """Send the engine's own hybrid request; returns the raw search response."""
+        raise NotImplementedError
+
+    def _missing_native_feature(self, error: BaseException) -> str | None:
+        """What the server lacks, when ``error`` says native fusion is not installed."""
         raise NotImplementedError
 
     # --------------------------------------------------------------- helpers
@@ -133,8 +162,47 @@ class SearchServerEngine:
         self._call("create an index", self.client.indices.create, index=version, body=self._mapping(dims, meta))
         return version
 
+    def _bulk(self, what: str, actions: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+        """Send ``actions``; returns (id, item result) of every document the engine refused.
+
+        Documents (or whole requests) answered with a 5xx are sent again with exponential
+        backoff, ``bulk_retries`` times; if some still fail that way the engine is not
+        healthy, so this raises EngineError rather than blaming the documents.
+        """
+        pending = {action["_id"]: action for action in actions}
+        refused: list[tuple[str, dict[str, Any]]] = []
+        for attempt in range(self.bulk_retries + 1):
+            if attempt:
+                time.sleep(self.bulk_backoff * 2 ** (attempt - 1))
+            try:
+                results = list(self._streaming_bulk(iter(list(pending.values()))))
+            except self.engine_errors as exc:
+                if _status(exc) not in SERVER_ERROR_STATUSES:
+                    raise EngineError(f"{self.name} at {self.url} failed to {what}: {exc}") from exc
+                log.warning("%s: %s answered %s; retrying %d documents", self.name, what, _status(exc), len(pending))
+                continue
+            retry: dict[str, dict[str, Any]] = {}
+            for ok, result in results:
+                item = next(iter(result.values()))
+                doc_id = str(item.get("_id"))
+                if ok:
+                    pending.pop(doc_id, None)
+                elif item.get("status") in SERVER_ERROR_STATUSES:
+                    retry[doc_id] = pending[doc_id]
+                else:
+                    refused.append((doc_id, item))
+                    pending.pop(doc_id, None)
+            pending = retry
+            if not pending:
+                return refused
+            log.warning("%s: %d documents answered 5xx; retrying", self.name, len(pending))
+        raise EngineError(
+            f"{self.name} at {self.url} failed to {what}: {len(pending)} documents still answered 5xx"
+            f" after {self.bulk_retries} retries"
+        )
+
     def bulk_upsert(self, version: str, items: Sequence[IndexedProduct]) -> list[tuple[str, str]]:
-        actions = (
+        actions = [
             {
                 "_op_type": "index",
                 "_index": version,
@@ -142,21 +210,13 @@ class SearchServerEngine:
                 "_source": to_document(item.product, item.vector),
             }
             for item in items
-        )
-        refused = []
-        for ok, result in self._call("bulk index", lambda: list(self._streaming_bulk(actions))):
-            if not ok:
-                detail = result.get("index", result)
-                refused.append((str(detail.get("_id")), json.dumps(detail.get("error"))))
-        return refused
+        ]
+        return [(doc_id, json.dumps(item.get("error"))) for doc_id, item in self._bulk("bulk index", actions)]
 
     def delete(self, index: str, product_ids: Sequence[str]) -> int:
-        actions = ({"_op_type": "delete", "_index": index, "_id": pid} for pid in product_ids)
-        deleted = 0
-        for ok, result in self._call("delete", lambda: list(self._streaming_bulk(actions))):
-            if ok and result.get("delete", {}).get("result") == "deleted":
-                deleted += 1
-        return deleted
+        actions = [{"_op_type": "delete", "_index": index, "_id": pid} for pid in product_ids]
+        # An absent id comes back refused (404), so whatever was not refused was deleted.
+        return len(set(product_ids)) - len(self._bulk("delete", actions))
 
     def commit(self, version: str) -> None:
         self._call("refresh", self.client.indices.refresh, index=version)
@@ -232,13 +292,34 @@ class SearchServerEngine:
             if doc.get("found") and "vector" in doc.get("_source", {})
         }
 
-    def lexical_search(self, index: str, text: str, filters: SearchFilters, k: int) -> list[EngineHit]:
+    def _lexical_query(self, text: str, filters: SearchFilters) -> dict[str, Any]:
         fields = [f"{name}^{boost}" for name, boost in self.field_boosts.items() if boost > 0]
         bool_query = filter_clauses(filters)
         # most_fields sums the BM25 of every field that matches, like the embedded engine.
         bool_query["bool"]["must"] = [{"multi_match": {"query": text, "fields": fields, "type": "most_fields"}}]
-        body = {"size": k, "query": bool_query, "_source": False, "track_total_hits": False}
+        return bool_query
+
+    def lexical_search(self, index: str, text: str, filters: SearchFilters, k: int) -> list[EngineHit]:
+        body = {"size": k, "query": self._lexical_query(text, filters), "_source": False, "track_total_hits": False}
         return self._hits(self._call("search", self.client.search, index=index, body=body), cosine=False)
+
+    def hybrid_search(
+        self, index: str, text: str, vector: np.ndarray, filters: SearchFilters, k: int, fusion: NativeFusion
+    ) -> list[EngineHit]:
+        as_list = [float(x) for x in vector]
+        try:
+            response = self._native_hybrid(index, self._lexical_query(text, filters), as_list, filters, k, fusion)
+        except self.not_found_errors as exc:
+            raise IndexNotReadyError(f"{self.name}: hybrid search: no such index or alias", field="index") from exc
+        except self.engine_errors as exc:
+            missing = self._missing_native_feature(exc)
+            if missing:
+                raise EngineFeatureUnavailable(
+                    f"{self.name} at {self.url} cannot fuse natively: {missing}. Use fusion_backend=layer.",
+                    field="fusion_backend",
+                ) from exc
+            raise EngineError(f"{self.name} at {self.url} failed to run a hybrid search: {exc}") from exc
+        return self._hits(response, cosine=False)
 
     def vector_search(
         self, index: str, vector: np.ndarray, filters: SearchFilters, k: int, exclude_ids: Sequence[str] = ()

@@ -6,7 +6,11 @@
 Real shopper queries are sent by 1 and then 8 concurrent clients. Reports client
 latency percentiles, throughput, and each server stage from the Server-Timing
 header (query embedding, lexical, vector, fusion, fetch); "response" is the rest of
-the client-measured time (Flask, JSON, HTTP). Prints one JSON object.
+the client-measured time (Flask, JSON, HTTP). Then the layer's overhead: for the same
+queries, one client's /search time minus the time of the engine's own requests (the
+lexical search, the kNN search and the page fetch, sent straight through the adapter
+with the query vector precomputed), per query, with and without the query embedding.
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from bench.common import (
     percentiles,
     read_queries,
 )
+from relevance.filters import SearchFilters
 from relevance.services import Services
 
 
@@ -80,6 +85,36 @@ def run_clients(base: str, queries: list[str], clients: int, size: int) -> dict:
     }
 
 
+def layer_overhead(base: str, services: Services, queries: list[str], size: int) -> dict:
+    """Per query: /search over HTTP against the engine's own three requests for it."""
+    engine, settings = services.engine, services.settings
+    alias, n, no_filters = settings.index_alias, settings.candidates, SearchFilters()
+    session = requests.Session()
+    with_embedding, without_embedding, direct_ms = [], [], []
+    for text in queries:
+        vector = services.embedder.encode_query(text)
+        started = time.perf_counter()
+        lexical = engine.lexical_search(alias, text, no_filters, n)
+        vectors = engine.vector_search(alias, vector, no_filters, n)
+        engine.get(alias, [hit.product_id for hit in (lexical + vectors)[:size]])
+        direct = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        response = session.get(f"{base}/search", params={"q": text, "size": size}, timeout=30)
+        total = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            continue
+        embed = parse_server_timing(response.headers.get("Server-Timing", "")).get("embed", 0.0)
+        direct_ms.append(direct)
+        with_embedding.append(total - direct)
+        without_embedding.append(total - embed - direct)
+    return {
+        "queries": len(direct_ms),
+        "engine_requests_ms": percentiles(direct_ms),
+        "overhead_ms": percentiles(with_embedding),
+        "overhead_without_query_embedding_ms": percentiles(without_embedding),
+    }
+
+
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency level")
@@ -88,11 +123,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--torch-threads", type=int, default=1, help="per gunicorn worker")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--overhead-queries", type=int, default=300)
     args = parser.parse_args()
 
     paths = home_depot_paths(args.data)
     settings = bench_settings(args)
-    index_report = ensure_index(Services.from_settings(settings), paths["products"])
+    services = Services.from_settings(settings)
+    index_report = ensure_index(services, paths["products"])
     texts = list(read_queries(paths["queries"]).values())
     rng = random.Random(args.seed)
     env = {
@@ -108,6 +145,7 @@ def main() -> None:
         run_clients(server.base, rng.sample(texts, args.warmup), 2, args.size)
         for clients in (1, 8):
             results.append(run_clients(server.base, rng.sample(texts, args.requests), clients, args.size))
+        overhead = layer_overhead(server.base, services, rng.sample(texts, args.overhead_queries), args.size)
     print(
         json.dumps(
             {
@@ -118,6 +156,7 @@ def main() -> None:
                 "torch_threads_per_worker": args.torch_threads,
                 "page_size": args.size,
                 "runs": results,
+                "layer_overhead": overhead,
                 "index_job": index_report,
                 "machine": machine(),
             },

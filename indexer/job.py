@@ -17,6 +17,7 @@ from typing import Any
 
 from indexer.catalog import load_catalog
 from indexer.embedding_cache import EmbeddingCache, EmbeddingStats, embed_with_cache
+from indexer.product import Product
 from indexer.product_text import product_text
 from relevance.embedder import Embedder
 from relevance.engines.base import IndexedProduct, SearchEngine
@@ -35,6 +36,7 @@ class IndexReport:
     embedding: EmbeddingStats
     seconds: float
     pruned: list[str]
+    checks: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -48,10 +50,12 @@ class IndexReport:
             "seconds": round(self.seconds, 2),
             "products_per_second": round(self.summary["indexed"] / self.seconds, 1) if self.seconds else None,
             "pruned_versions": self.pruned,
+            "checks": self.checks,
         }
 
 
 ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
+VersionCheck = Callable[[str, list[Product]], dict[str, Any]]  # raises ReindexRefused to stop the swap
 
 
 def run_index_job(
@@ -65,8 +69,9 @@ def run_index_job(
     dead_letter_dir: Path,
     keep_versions: int,
     progress: ProgressCallback | None = None,
+    check: VersionCheck | None = None,
 ) -> IndexReport:
-    """Build a new version of ``alias`` from ``catalog_path`` and swap the alias onto it."""
+    """Build a new version of ``alias`` from ``catalog_path``, check it, and swap the alias onto it."""
     started = time.perf_counter()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     dead_letter_path = dead_letter_dir / f"{alias}-{stamp}.jsonl"
@@ -122,6 +127,7 @@ def run_index_job(
         count = engine.count(version)
         if count != summary.indexed:
             raise EngineError(f"new version {version} holds {count} products, expected {summary.indexed}")
+        checks = check(version, products) if check else {}
         previous = engine.swap_alias(alias, version)
     except BaseException:  # interrupts too: never leave a half-built version behind
         log.warning("index job failed; dropping half-built version %s", version)
@@ -129,7 +135,7 @@ def run_index_job(
         raise
     pruned = prune_versions(engine, alias, keep_versions)
     elapsed = time.perf_counter() - started
-    return IndexReport(summary.as_dict(), version, previous, dead_letter_path, embedding_stats, elapsed, pruned)
+    return IndexReport(summary.as_dict(), version, previous, dead_letter_path, embedding_stats, elapsed, pruned, checks)
 
 
 def _dead_letter_refused(path: Path, refused: list[tuple[str, str]], products: list) -> None:

@@ -75,7 +75,57 @@ def main(ctx: click.Context, config_file: str | None, data_dir: str | None, verb
 @_friendly_errors
 def index(ctx: click.Context, catalog: Path, as_json: bool) -> None:
     """Index CATALOG (.jsonl, .csv, .parquet) into a new version and swap the alias onto it."""
-    report = _index_with_progress(ctx, catalog)
+    _print_report(_index_with_progress(ctx, catalog), as_json)
+
+
+@main.command()
+@click.argument("catalog", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--smoke-queries",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV query_id,query that must return hits (default: 5 catalog titles).",
+)
+@click.option(
+    "--gate",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Judgments (CSV, TREC qrels, Quepid CSV): refuse the swap if NDCG@10 drops below the live index's.",
+)
+@click.option(
+    "--gate-queries", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV query_id,query."
+)
+@click.option("--gate-margin", type=click.FloatRange(0), default=0.01, show_default=True, help="Allowed NDCG@10 drop.")
+@click.option("--grade-offset", type=float, default=0.0, show_default=True, help="Gain = grade - offset.")
+@click.option("--rollback", is_flag=True, help="Point the alias back at the version live before the current one.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+@_friendly_errors
+def reindex(ctx: click.Context, catalog: Path | None, rollback: bool, as_json: bool, **checks: Any) -> None:
+    """Build a new version from CATALOG, check it, swap the alias (or --rollback)."""
+    if rollback:
+        if catalog or checks["gate"]:
+            raise click.UsageError("--rollback takes no catalog and no gate")
+        _rollback(ctx)
+        return
+    if catalog is None:
+        raise click.UsageError("give a CATALOG to reindex, or --rollback")
+    smoke = None
+    if checks["smoke_queries"]:
+        from relevance.trec import read_queries
+
+        smoke = [text for _, text in read_queries(checks["smoke_queries"])]
+    gate = None
+    if checks["gate"]:
+        from indexer.checks import JudgmentGate
+        from relevance.judgments import read_judgments
+
+        judged = read_judgments(
+            checks["gate"], queries_path=checks["gate_queries"], grade_offset=checks["grade_offset"]
+        )
+        gate = JudgmentGate(judged.queries, judged.gains, margin=checks["gate_margin"])
+    _print_report(_index_with_progress(ctx, catalog, smoke_queries=smoke, gate=gate), as_json)
+
+
+def _print_report(report: Any, as_json: bool) -> None:
     summary = report.as_dict()
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -86,7 +136,19 @@ def index(ctx: click.Context, catalog: Path, as_json: bool) -> None:
         click.echo(f"{report.summary['rejected']} rejected rows with reasons: {report.dead_letter_path}", err=True)
 
 
-def _index_with_progress(ctx: click.Context, catalog: Path):
+def _rollback(ctx: click.Context) -> None:
+    settings = _settings(ctx)
+    engine = create_engine(settings)
+    versions = sorted(engine.list_versions(settings.index_alias), key=lambda v: v.name)
+    live = [i for i, version in enumerate(versions) if version.is_live]
+    if not live or live[0] == 0:
+        raise click.ClickException(f"no earlier version of {settings.index_alias!r} is kept to roll back to")
+    previous = versions[live[0] - 1].name
+    engine.swap_alias(settings.index_alias, previous)
+    click.echo(f"{settings.index_alias} now serves {previous} (was {versions[live[0]].name})")
+
+
+def _index_with_progress(ctx: click.Context, catalog: Path, **checks: Any):
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
@@ -98,7 +160,7 @@ def _index_with_progress(ctx: click.Context, catalog: Path):
         bar.update(done - bar.n)
 
     try:
-        return _services(ctx).index_catalog(catalog, progress=progress)
+        return _services(ctx).index_catalog(catalog, progress=progress, **checks)
     finally:
         for bar in bars.values():
             bar.close()
@@ -237,22 +299,6 @@ def versions(ctx: click.Context) -> None:
     for version in services.engine.list_versions(services.settings.index_alias):
         marker = "*" if version.is_live else " "
         click.echo(f"{marker} {version.name}  {version.count:>8} products  created {version.created_at}")
-
-
-@main.command()
-@click.pass_context
-@_friendly_errors
-def rollback(ctx: click.Context) -> None:
-    """Point the alias back at the version that was live before the current one."""
-    settings = _settings(ctx)
-    engine = create_engine(settings)
-    versions = sorted(engine.list_versions(settings.index_alias), key=lambda v: v.name)
-    live = [i for i, version in enumerate(versions) if version.is_live]
-    if not live or live[0] == 0:
-        raise click.ClickException(f"no earlier version of {settings.index_alias!r} is kept to roll back to")
-    previous = versions[live[0] - 1].name
-    engine.swap_alias(settings.index_alias, previous)
-    click.echo(f"{settings.index_alias} now serves {previous} (was {versions[live[0]].name})")
 
 
 @main.command()

@@ -67,6 +67,13 @@ class EngineFeatureUnavailable(RelevanceError):
     kind = "engine_feature_unavailable"
 
 
+class ReindexRefused(RelevanceError):
+    """A new index version failed its checks, so the alias stays where it was."""
+
+    status = 409
+    kind = "reindex_refused"
+
+
 class ModelError(RelevanceError):
     """The embedding model cannot be loaded or used."""
 

@@ -6,6 +6,7 @@ repeats page 1 and the total a client sees does not move between pages.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -80,6 +81,12 @@ class SearchPipeline:
         self.settings = settings
         self.alias = settings.index_alias
         self.default_fusion = FusionOptions.from_settings(settings)
+
+    def on_index(self, index: str) -> SearchPipeline:
+        """The same pipeline reading ``index`` (a version name) instead of the alias."""
+        clone = copy.copy(self)
+        clone.alias = index
+        return clone
 
     def ranked(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.checks import JudgmentGate, VersionChecks
 from indexer.embedding_cache import EmbeddingCache
 from indexer.job import IndexReport, ProgressCallback, run_index_job
 from relevance.config import Settings
@@ -34,7 +35,16 @@ class Services:
         )
         return cls(settings, engine, embedder, SearchPipeline(engine, embedder, settings))
 
-    def index_catalog(self, catalog: Path, progress: ProgressCallback | None = None) -> IndexReport:
+    def index_catalog(
+        self,
+        catalog: Path,
+        progress: ProgressCallback | None = None,
+        *,
+        smoke_queries: list[str] | None = None,
+        gate: JudgmentGate | None = None,
+    ) -> IndexReport:
+        """Run the index job; the new version must pass the smoke queries (and the gate) to go live."""
+        check = VersionChecks(self.pipeline, smoke_queries, gate)
         cache = EmbeddingCache(self.settings.embedding_cache_path)
         try:
             return run_index_job(
@@ -47,6 +57,7 @@ class Services:
                 dead_letter_dir=self.settings.dead_letter_dir,
                 keep_versions=self.settings.keep_versions,
                 progress=progress,
+                check=check,
             )
         finally:
             cache.close()

@@ -7,6 +7,7 @@ per session into its own data directory through the same job the CLI runs.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,11 @@ from relevance.config import Settings, load_settings
 from relevance.embedder import Embedder
 from relevance.services import Services
 
+# Read at import: the autouse fixture below clears RELEVANCE_* variables inside each test.
+SERVER_URLS = {
+    "elasticsearch": os.environ.get("RELEVANCE_TEST_ELASTICSEARCH_URL"),
+    "opensearch": os.environ.get("RELEVANCE_TEST_OPENSEARCH_URL"),
+}
 DATA = Path(__file__).parent / "data"
 CATALOG = DATA / "catalog.jsonl"
 BAD_CATALOG = DATA / "bad_catalog.jsonl"
@@ -69,3 +75,26 @@ def client(services: Services) -> Iterator:
     app = create_app(services=services)
     app.testing = True
     yield app.test_client()
+
+
+@pytest.fixture(params=["embedded", "elasticsearch", "opensearch"])
+def engine_services(
+    request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder
+) -> Iterator[tuple[str, Services]]:
+    """(engine name, services) on every engine, with a fresh alias and nothing indexed yet.
+
+    Server engines run where .ci/run started them and skip elsewhere; their versions
+    are dropped afterwards because the servers outlive the test session.
+    """
+    options: dict[str, object] = {}
+    if request.param != "embedded":
+        url = SERVER_URLS[request.param]
+        if not url:
+            pytest.skip(f"no {request.param} node (set RELEVANCE_TEST_{request.param.upper()}_URL; .ci/run does)")
+        request.applymarker(pytest.mark.engines)
+        options = {"engine": request.param, "engine_url": url, "engine_timeout": 30}
+    alias = f"t-{uuid.uuid4().hex[:10]}"
+    built = make_services(tmp_path, embedder, index_alias=alias, **options)
+    yield request.param, built
+    for version in built.engine.list_versions(alias):
+        built.engine.drop_version(version.name)

@@ -111,8 +111,8 @@ def test_cli_rollback_points_the_alias_at_the_previous_version(tmp_path: Path, e
     first = services.index_catalog(CATALOG).version
     second = services.index_catalog(CATALOG).version
     runner = CliRunner()
-    result = runner.invoke(main, ["--data-dir", str(tmp_path), "rollback"])
+    result = runner.invoke(main, ["--data-dir", str(tmp_path), "reindex", "--rollback"])
     assert result.exit_code == 0, result.output
     assert services.engine.alias_target("products") == first and second in result.output
-    again = runner.invoke(main, ["--data-dir", str(tmp_path), "rollback"])
+    again = runner.invoke(main, ["--data-dir", str(tmp_path), "reindex", "--rollback"])
     assert again.exit_code != 0 and "no earlier version" in again.output

@@ -7,38 +7,19 @@ while the layer's own fusion keeps working on the same request.
 
 from __future__ import annotations
 
-import os
-import uuid
-from pathlib import Path
-
 import pytest
 
 from relevance.api import create_app
-from relevance.embedder import Embedder
-from tests.conftest import CATALOG, make_services
+from tests.conftest import CATALOG
 
-SERVER_URLS = {
-    "elasticsearch": os.environ.get("RELEVANCE_TEST_ELASTICSEARCH_URL"),
-    "opensearch": os.environ.get("RELEVANCE_TEST_OPENSEARCH_URL"),
-}
 MISSING_PART = {"embedded": "no native hybrid", "elasticsearch": "rank-rrf", "opensearch": "neural-search"}
 
 
-@pytest.fixture(params=["embedded", "elasticsearch", "opensearch"])
-def services(request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder):
-    options: dict[str, object] = {}
-    if request.param != "embedded":
-        url = SERVER_URLS[request.param]
-        if not url:
-            pytest.skip(f"no {request.param} node (.ci/run starts one)")
-        request.applymarker(pytest.mark.engines)
-        options = {"engine": request.param, "engine_url": url, "engine_timeout": 30}
-    alias = f"native-{uuid.uuid4().hex[:8]}"
-    built = make_services(tmp_path, embedder, index_alias=alias, **options)
+@pytest.fixture
+def services(engine_services):
+    engine, built = engine_services
     built.index_catalog(CATALOG)
-    yield request.param, built
-    for version in built.engine.list_versions(alias):
-        built.engine.drop_version(version.name)
+    return engine, built
 
 
 @pytest.mark.parametrize("method", ["rrf", "linear"])

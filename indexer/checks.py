@@ -1,0 +1,100 @@
+"""What a new index version must pass before the alias moves onto it.
+
+Smoke queries must return hits on both retrieval paths; the optional judgment gate
+refuses a version whose NDCG@10 falls more than a margin below the live one's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from indexer.product import Product
+from relevance.errors import ReindexRefused
+from relevance.evaluation import ndcg_at_k
+from relevance.filters import SearchFilters
+from relevance.pipeline import SearchPipeline
+
+SMOKE_SAMPLE = 5
+
+
+@dataclass(frozen=True)
+class JudgmentGate:
+    queries: Mapping[str, str]  # query id -> text
+    judgments: Mapping[str, Mapping[str, float]]  # query id -> product id -> gain
+    margin: float = 0.01
+    k: int = 10
+
+
+def default_smoke_queries(products: Sequence[Product], count: int = SMOKE_SAMPLE) -> list[str]:
+    """Titles of products spread evenly over the catalog: each must at least find something."""
+    step = max(len(products) // count, 1)
+    return [product.title for product in products[::step][:count]]
+
+
+def smoke_check(pipeline: SearchPipeline, queries: Sequence[str]) -> dict[str, Any]:
+    empty = []
+    for text in queries:
+        for mode in ("lexical", "vector"):
+            if not pipeline.ranked(text, SearchFilters(), mode=mode, depth=10):
+                empty.append({"query": text, "mode": mode})
+    report = {"queries": len(queries), "empty": empty}
+    if empty:
+        raise ReindexRefused(f"smoke queries returned no hits on the new version: {empty}", field="smoke_queries")
+    return report
+
+
+def mean_ndcg(pipeline: SearchPipeline, gate: JudgmentGate) -> float:
+    scores = []
+    for query_id, gains in gate.judgments.items():
+        if query_id not in gate.queries:
+            continue
+        hits = pipeline.ranked(gate.queries[query_id], SearchFilters(), depth=gate.k)
+        scores.append(ndcg_at_k([hit.product_id for hit in hits], gains, gate.k))
+    if not scores:
+        raise ReindexRefused("the gate's judgments share no query id with its queries file", field="gate")
+    return float(np.mean(scores))
+
+
+def judgment_gate(live: SearchPipeline | None, candidate: SearchPipeline, gate: JudgmentGate) -> dict[str, Any]:
+    """Full-retrieval NDCG@k of the new version against the live one, with the serving defaults."""
+    new_score = mean_ndcg(candidate, gate)
+    live_score = mean_ndcg(live, gate) if live is not None else None
+    report = {
+        "metric": f"ndcg@{gate.k}",
+        "queries": sum(1 for qid in gate.judgments if qid in gate.queries),
+        "new": round(new_score, 4),
+        "live": None if live_score is None else round(live_score, 4),
+        "margin": gate.margin,
+    }
+    if live_score is not None and new_score < live_score - gate.margin:
+        raise ReindexRefused(
+            f"NDCG@{gate.k} of the new version is {new_score:.4f}, more than {gate.margin} below the live"
+            f" index's {live_score:.4f}; the alias was not moved",
+            field="gate",
+        )
+    return report
+
+
+class VersionChecks:
+    """Callable the index job runs on a filled, committed version before swapping."""
+
+    def __init__(
+        self, pipeline: SearchPipeline, smoke_queries: Sequence[str] | None = None, gate: JudgmentGate | None = None
+    ) -> None:
+        self.pipeline = pipeline
+        self.smoke_queries = smoke_queries
+        self.gate = gate
+
+    def __call__(self, version: str, products: Sequence[Product]) -> dict[str, Any]:
+        candidate = self.pipeline.on_index(version)
+        queries = self.smoke_queries if self.smoke_queries is not None else default_smoke_queries(products)
+        report: dict[str, Any] = {"smoke": smoke_check(candidate, queries)}
+        if self.gate is not None:
+            live_version = self.pipeline.engine.alias_target(self.pipeline.alias)
+            live = self.pipeline.on_index(live_version) if live_version else None
+            report["gate"] = judgment_gate(live, candidate, self.gate)
+        return report

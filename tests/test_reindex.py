@@ -1,0 +1,138 @@
+"""The operator's reindex on every engine: checks before the swap, zero downtime, clean failure.
+
+Every test runs on embedded, Elasticsearch and OpenSearch (``engine_services``).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from indexer.checks import JudgmentGate
+from relevance.api import create_app
+from relevance.errors import ReindexRefused
+from relevance.services import Services
+from tests.conftest import CATALOG, make_services
+
+QUERY = "/search?q=cordless+drill&size=100"
+DRILLS = {"d1": 2.0, "d2": 2.0, "d3": 2.0, "d4": 2.0, "b1": 1.0}
+
+
+def catalog_without(tmp_path: Path, product_ids: set[str]) -> Path:
+    import json
+
+    lines = [line for line in CATALOG.read_text().splitlines() if json.loads(line)["product_id"] not in product_ids]
+    path = tmp_path / "smaller.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_queries_during_reindex_and_swap_all_succeed_and_see_a_whole_index(engine_services, tmp_path: Path) -> None:
+    _, services = engine_services
+    services.index_catalog(CATALOG)
+    # The reindexing job runs with its own engine object, as `relevance reindex` in another process would.
+    operator = _operator(services, tmp_path / "operator")
+    app = create_app(services=services)
+    baseline = app.test_client().get(QUERY).get_json()
+    expected_ids = {result["product_id"] for result in baseline["results"]}
+    assert baseline["total"] > 10
+
+    stop = threading.Event()
+    outcomes: list[tuple[int, int, frozenset[str]]] = []
+
+    def shopper() -> None:
+        client = app.test_client()
+        while not stop.is_set():
+            response = client.get(QUERY)
+            body = response.get_json()
+            ids = frozenset(r["product_id"] for r in body.get("results", [])) if response.status_code == 200 else None
+            outcomes.append((response.status_code, body.get("total", -1), ids))
+
+    threads = [threading.Thread(target=shopper) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        versions = [operator.index_catalog(CATALOG).version for _ in range(2)]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+    assert services.engine.alias_target(services.settings.index_alias) == versions[-1]
+    assert len(outcomes) > 20, "the load ran through both reindexes"
+    failures = [outcome for outcome in outcomes if outcome[0] != 200]
+    assert failures == [], f"{len(failures)} of {len(outcomes)} requests failed during the reindex"
+    partial = [o for o in outcomes if o[1] != baseline["total"] or o[2] != expected_ids]
+    assert partial == [], "a request saw a half-built index"
+
+
+def _operator(services: Services, own_dir: Path) -> Services:
+    """A second Services on the same engine and alias (embedded: the same data directory)."""
+    settings = services.settings
+    if settings.engine == "embedded":
+        return make_services(settings.data_dir, services.embedder, index_alias=settings.index_alias)
+    return make_services(
+        own_dir,
+        services.embedder,
+        engine=settings.engine,
+        engine_url=settings.engine_url,
+        engine_timeout=30,
+        index_alias=settings.index_alias,
+    )
+
+
+def test_smoke_queries_without_hits_refuse_the_swap(engine_services) -> None:
+    _, services = engine_services
+    live = services.index_catalog(CATALOG).version
+    with pytest.raises(ReindexRefused, match="smoke queries"):
+        services.index_catalog(CATALOG, smoke_queries=["cordless drill", "zzqx vvbnm"])
+    assert services.engine.alias_target(services.settings.index_alias) == live
+    assert [v.name for v in services.engine.list_versions(services.settings.index_alias)] == [live]
+    report = services.index_catalog(CATALOG)
+    assert report.checks["smoke"]["queries"] == 5 and report.checks["smoke"]["empty"] == []
+
+
+def test_the_judgment_gate_refuses_a_worse_index_and_passes_an_equal_one(engine_services, tmp_path: Path) -> None:
+    _, services = engine_services
+    alias = services.settings.index_alias
+    live = services.index_catalog(CATALOG).version
+    gate = JudgmentGate({"q1": "cordless drill"}, {"q1": DRILLS}, margin=0.05)
+    worse = catalog_without(tmp_path, {"d1", "d2", "d3"})
+    with pytest.raises(ReindexRefused, match="NDCG@10") as refused:
+        services.index_catalog(worse, gate=gate)
+    assert refused.value.field == "gate"
+    assert services.engine.alias_target(alias) == live
+    assert [v.name for v in services.engine.list_versions(alias)] == [live], "the refused version is removed"
+    passed = services.index_catalog(CATALOG, gate=gate)
+    assert passed.checks["gate"]["new"] == pytest.approx(passed.checks["gate"]["live"], abs=0.05)
+    assert services.engine.alias_target(alias) == passed.version
+
+
+class _InterruptedSwap:
+    """Fault injection: the operator hits Ctrl-C just as the alias would move."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+
+    def swap_alias(self, alias: str, version: str):
+        raise KeyboardInterrupt
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+
+def test_an_interrupted_reindex_keeps_the_live_index_and_a_rerun_works(engine_services) -> None:
+    _, services = engine_services
+    alias = services.settings.index_alias
+    live = services.index_catalog(CATALOG).version
+    real_engine = services.engine
+    services.engine = _InterruptedSwap(real_engine)  # type: ignore[assignment]
+    with pytest.raises(KeyboardInterrupt):
+        services.index_catalog(CATALOG)
+    services.engine = real_engine
+    assert real_engine.alias_target(alias) == live
+    assert [v.name for v in real_engine.list_versions(alias)] == [live]
+    rerun = services.index_catalog(CATALOG)
+    assert real_engine.alias_target(alias) == rerun.version and rerun.previous_version == live

@@ -56,6 +56,24 @@ class MemoQueries:
         return self._vectors[text]
 
 
+def score_methods(
+    services: Services, queries: dict[str, str], judgments: dict[str, dict[str, float]], eligible: list[str]
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-query NDCG@10 of every method, in judged-list and full-retrieval mode (no learned reranking)."""
+    judged_list: dict[str, list[float]] = {name: [] for name in METHODS}
+    full: dict[str, list[float]] = {name: [] for name in METHODS}
+    for qid in tqdm(eligible, desc="queries", file=sys.stderr):
+        text, gains = queries[qid], judgments[qid]
+        for name, (mode, fusion) in METHODS.items():
+            ranked = services.pipeline.rank_candidates(text, list(gains), mode=mode, fusion=fusion, rerank=False)
+            judged_list[name].append(ndcg_at_k([h.product_id for h in ranked], gains))
+            retrieved = services.pipeline.ranked(
+                text, SearchFilters(), mode=mode, fusion=fusion, depth=10, rerank=False
+            )
+            full[name].append(ndcg_at_k([h.product_id for h in retrieved], gains))
+    return judged_list, full
+
+
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--limit", type=int, default=None, help="score only the first N eligible queries")
@@ -71,17 +89,7 @@ def main() -> None:
 
     started = time.perf_counter()
     services.pipeline.embedder = MemoQueries(services.embedder)  # type: ignore[assignment]
-
-    judged_list: dict[str, list[float]] = {name: [] for name in METHODS}
-    full: dict[str, list[float]] = {name: [] for name in METHODS}
-    for qid in tqdm(eligible, desc="queries", file=sys.stderr):
-        text, gains = queries[qid], judgments[qid]
-        for name, (mode, fusion) in METHODS.items():
-            ranked = services.pipeline.rank_candidates(text, list(gains), mode=mode, fusion=fusion)
-            judged_list[name].append(ndcg_at_k([h.product_id for h in ranked], gains))
-            retrieved = services.pipeline.ranked(text, SearchFilters(), mode=mode, fusion=fusion, depth=10)
-            full[name].append(ndcg_at_k([h.product_id for h in retrieved], gains))
-
+    judged_list, full = score_methods(services, queries, judgments, eligible)
     result = {
         "dataset": f"home_depot dev split ({args.data})",
         "engine": args.engine,

@@ -22,6 +22,7 @@ from indexer.product_text import product_text
 from relevance.embedder import Embedder
 from relevance.engines.base import IndexedProduct, SearchEngine
 from relevance.errors import CatalogError, EngineError
+from reranker.catalog_stats import write_version_stats
 
 log = logging.getLogger(__name__)
 UPSERT_BATCH = 1000
@@ -70,6 +71,7 @@ def run_index_job(
     keep_versions: int,
     progress: ProgressCallback | None = None,
     check: VersionCheck | None = None,
+    catalog_stats_dir: Path | None = None,
 ) -> IndexReport:
     """Build a new version of ``alias`` from ``catalog_path``, check it, and swap the alias onto it."""
     started = time.perf_counter()
@@ -127,13 +129,20 @@ def run_index_job(
         count = engine.count(version)
         if count != summary.indexed:
             raise EngineError(f"new version {version} holds {count} products, expected {summary.indexed}")
+        if catalog_stats_dir is not None:  # the reranker's catalog statistics belong to the version
+            write_version_stats(catalog_stats_dir, version, products)
         checks = check(version, products) if check else {}
         previous = engine.swap_alias(alias, version)
     except BaseException:  # interrupts too: never leave a half-built version behind
         log.warning("index job failed; dropping half-built version %s", version)
         engine.drop_version(version)
+        if catalog_stats_dir is not None:
+            (catalog_stats_dir / f"{version}.json").unlink(missing_ok=True)
         raise
     pruned = prune_versions(engine, alias, keep_versions)
+    if catalog_stats_dir is not None:
+        for name in pruned:
+            (catalog_stats_dir / f"{name}.json").unlink(missing_ok=True)
     elapsed = time.perf_counter() - started
     return IndexReport(summary.as_dict(), version, previous, dead_letter_path, embedding_stats, elapsed, pruned, checks)
 

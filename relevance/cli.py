@@ -214,7 +214,7 @@ def search(ctx: click.Context, query: str, **options: Any) -> None:
             product.title,
             product.category or "",
             _fmt(product.price),
-            f"{hit.score:.4f}",
+            f"{hit.ranking_score:.4f}",
         ]
         if options["explain"]:
             row += [_component(hit.lexical_score, hit.lexical_rank), _component(hit.vector_score, hit.vector_rank)]

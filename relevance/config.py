@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     lexical_weight: float = Field(0.5, ge=0)
     vector_weight: float = Field(0.5, ge=0)
 
+    rerank: bool = Field(True, description="Reorder hybrid results with the active learned model, when one is active.")
+    rerank_window: int = Field(200, ge=1, le=2000, description="Top fused results the learned model reorders.")
+    feature_log_sample: float = Field(
+        0.0, ge=0, le=1, description="Share of /search requests whose served feature vectors are logged."
+    )
+
     exact_knn_max: int = Field(20_000, ge=0, description="Above this many products, kNN uses an HNSW index.")
     hnsw_m: int = Field(16, ge=2)
     hnsw_ef_construction: int = Field(100, ge=10)
@@ -101,6 +107,18 @@ class Settings(BaseSettings):
     @property
     def dead_letter_dir(self) -> Path:
         return self.data_dir / "dead_letter"
+
+    @property
+    def catalog_stats_dir(self) -> Path:
+        return self.data_dir / "catalog_stats"
+
+    @property
+    def model_root(self) -> Path:
+        return self.data_dir / "rankers"
+
+    @property
+    def feature_log_dir(self) -> Path:
+        return self.data_dir / "feature_logs"
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

@@ -27,6 +27,12 @@ class FusedHit:
     lexical_rank: int | None
     vector_score: float | None
     vector_rank: int | None
+    ltr_score: float | None = None  # set when the learned reranker ordered this hit
+
+    @property
+    def ranking_score(self) -> float:
+        """The score the list is ordered by: the reranker's when it ran, else the fused one."""
+        return self.score if self.ltr_score is None else self.ltr_score
 
     @property
     def best_rank(self) -> int:

@@ -10,9 +10,10 @@ import copy
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from indexer.product import Product
@@ -22,6 +23,9 @@ from relevance.engines.base import NativeFusion, SearchEngine
 from relevance.errors import NotFoundError
 from relevance.filters import SearchFilters
 from relevance.fusion import FusedHit, FusionMethod, Normalization, fuse, single_list
+from reranker.features import Candidate, compute_features
+from reranker.model import RankerModel
+from reranker.serving import CatalogStatsProvider, Reranker
 
 Mode = Literal["hybrid", "lexical", "vector"]
 
@@ -68,19 +72,39 @@ class RankedProduct:
 
 
 @dataclass
+class RerankDetail:
+    """What the rerank stage computed for one query: the served feature rows, in served order."""
+
+    model_version: str | None  # None: features computed (for logging) without a model
+    candidate_ids: list[str]
+    features: np.ndarray
+    scores: np.ndarray | None
+    products: dict[str, Product]
+
+    def rows_for(self, product_ids: Sequence[str]) -> np.ndarray:
+        position = {pid: i for i, pid in enumerate(self.candidate_ids)}
+        return self.features[[position[pid] for pid in product_ids]]
+
+
+@dataclass
 class SearchResult:
     total: int
     results: list[RankedProduct]
     timings: Timings
+    rerank: RerankDetail | None = None
 
 
 class SearchPipeline:
-    def __init__(self, engine: SearchEngine, embedder: Embedder, settings: Settings) -> None:
+    def __init__(
+        self, engine: SearchEngine, embedder: Embedder, settings: Settings, reranker: Reranker | None = None
+    ) -> None:
         self.engine = engine
         self.embedder = embedder
         self.settings = settings
         self.alias = settings.index_alias
         self.default_fusion = FusionOptions.from_settings(settings)
+        self.reranker = reranker
+        self.catalog_stats = CatalogStatsProvider(settings.data_dir, engine, settings.index_alias)
 
     def on_index(self, index: str) -> SearchPipeline:
         """The same pipeline reading ``index`` (a version name) instead of the alias."""
@@ -98,19 +122,102 @@ class SearchPipeline:
         depth: int | None = None,
         candidates: int | None = None,
         timings: Timings | None = None,
+        rerank: bool = True,
     ) -> list[FusedHit]:
-        """The fused list for ``text``, cut to ``depth`` (default: the window).
+        """The ranked list for ``text``, cut to ``depth`` (default: the window).
 
         ``candidates`` is the top-N of each retrieval list (default: the setting; a
-        single-path mode takes enough to fill the window).
+        single-path mode takes enough to fill the window). In hybrid mode the active
+        learned model reorders the top ``rerank_window`` unless ``rerank`` is False.
         """
+        hits, _ = self.ranked_with_detail(
+            text, filters, mode=mode, fusion=fusion, depth=depth, candidates=candidates, timings=timings, rerank=rerank
+        )
+        return hits
+
+    def ranked_with_detail(
+        self,
+        text: str,
+        filters: SearchFilters,
+        *,
+        mode: Mode = "hybrid",
+        fusion: FusionOptions | None = None,
+        depth: int | None = None,
+        candidates: int | None = None,
+        timings: Timings | None = None,
+        rerank: bool = True,
+        features: bool = False,
+    ) -> tuple[list[FusedHit], RerankDetail | None]:
+        """``ranked`` plus what the rerank stage computed (``features``: compute them even without a model)."""
         timings = timings or Timings()
         fusion = fusion or self.default_fusion
         depth = depth or self.settings.window
+        fused, query_vector = self._fused(text, filters, mode, fusion, depth, candidates, timings)
+        if query_vector is None or not (rerank or features):
+            return fused[:depth], None
+        model = self.reranker.model() if (rerank and self.settings.rerank and self.reranker) else None
+        if model is None and not features:
+            return fused[:depth], None
+        window = fused[: max(depth, self.settings.rerank_window)]
+        with timings.stage("rerank"):
+            hits, detail = self._rerank(text, query_vector, window, model)
+        return hits[:depth], detail
+
+    def candidate_features(
+        self, text: str, query_vector: np.ndarray, hits: Sequence[FusedHit]
+    ) -> tuple[list[FusedHit], np.ndarray, dict[str, Product]]:
+        """The feature rows of ``hits`` (those still in the index), as serving computes them."""
+        products = self.engine.get(self.alias, [hit.product_id for hit in hits])
+        kept = [hit for hit in hits if hit.product_id in products]
+        missing = [hit.product_id for hit in kept if hit.vector_score is None]
+        stored = self.engine.get_vectors(self.alias, missing) if missing else {}
+        candidates = []
+        for position, hit in enumerate(kept, start=1):
+            cosine = hit.vector_score
+            if cosine is None and hit.product_id in stored:
+                cosine = float(np.dot(stored[hit.product_id], query_vector))
+            candidates.append(
+                Candidate(
+                    products[hit.product_id],
+                    hit.score,
+                    position,
+                    hit.lexical_score,
+                    hit.lexical_rank,
+                    hit.vector_rank,
+                    cosine,
+                )
+            )
+        return kept, compute_features(text, candidates, self.catalog_stats.current()), products
+
+    def _rerank(
+        self, text: str, query_vector: np.ndarray, window: list[FusedHit], model: RankerModel | None
+    ) -> tuple[list[FusedHit], RerankDetail]:
+        kept, rows, products = self.candidate_features(text, query_vector, window)
+        if model is None:
+            ids = [hit.product_id for hit in kept]
+            return kept, RerankDetail(None, ids, rows, None, products)
+        scores = model.predict(rows) if len(kept) else np.zeros(0)
+        order = np.argsort(-scores, kind="stable")  # ties keep the fused order
+        hits = [replace(kept[i], ltr_score=float(scores[i])) for i in order]
+        detail = RerankDetail(model.version, [h.product_id for h in hits], rows[order], scores[order], products)
+        return hits, detail
+
+    def _fused(
+        self,
+        text: str,
+        filters: SearchFilters,
+        mode: Mode,
+        fusion: FusionOptions,
+        depth: int,
+        candidates: int | None,
+        timings: Timings,
+    ) -> tuple[list[FusedHit], np.ndarray | None]:
+        """The fused list (not cut) and the query vector when one was computed."""
         n = candidates or max(self.settings.candidates, depth if mode != "hybrid" else 0)
         if mode == "hybrid" and fusion.backend == "engine":
-            return self._engine_fused(text, filters, fusion, depth, n, timings)
+            return self._engine_fused(text, filters, fusion, depth, n, timings), None
         lexical = vector = []
+        query_vector = None
         if mode in ("hybrid", "vector"):
             with timings.stage("embed"):
                 query_vector = self.embedder.encode_query(text)
@@ -134,7 +241,7 @@ class SearchPipeline:
                     lexical_weight=fusion.lexical_weight,
                     vector_weight=fusion.vector_weight,
                 )
-        return fused[:depth]
+        return fused, query_vector if mode == "hybrid" else None
 
     def _engine_fused(
         self, text: str, filters: SearchFilters, fusion: FusionOptions, depth: int, n: int, timings: Timings
@@ -163,10 +270,16 @@ class SearchPipeline:
         size: int = 10,
         mode: Mode = "hybrid",
         fusion: FusionOptions | None = None,
+        rerank: bool = True,
+        features: bool = False,
     ) -> SearchResult:
         timings = Timings()
-        window = self.ranked(text, filters, mode=mode, fusion=fusion, timings=timings)
-        return self._page(window, page, size, timings)
+        window, detail = self.ranked_with_detail(
+            text, filters, mode=mode, fusion=fusion, timings=timings, rerank=rerank, features=features
+        )
+        result = self._page(window, page, size, timings, known=detail.products if detail else None)
+        result.rerank = detail
+        return result
 
     def similar(self, product_id: str, filters: SearchFilters, *, page: int = 1, size: int = 10) -> SearchResult:
         """Vector neighbours of a product, the product itself excluded."""
@@ -181,7 +294,13 @@ class SearchPipeline:
         return self._page(single_list(hits, lexical=False), page, size, timings)
 
     def rank_candidates(
-        self, text: str, candidate_ids: Sequence[str], *, mode: Mode = "hybrid", fusion: FusionOptions | None = None
+        self,
+        text: str,
+        candidate_ids: Sequence[str],
+        *,
+        mode: Mode = "hybrid",
+        fusion: FusionOptions | None = None,
+        rerank: bool = True,
     ) -> list[FusedHit]:
         """Re-rank exactly ``candidate_ids``: every candidate comes back once.
 
@@ -190,15 +309,27 @@ class SearchPipeline:
         """
         unique = list(dict.fromkeys(candidate_ids))
         filters = SearchFilters(product_ids=tuple(unique))
-        ranked = self.ranked(text, filters, mode=mode, fusion=fusion, depth=len(unique), candidates=len(unique))
+        ranked = self.ranked(
+            text, filters, mode=mode, fusion=fusion, depth=len(unique), candidates=len(unique), rerank=rerank
+        )
         seen = {hit.product_id for hit in ranked}
         tail = [FusedHit(pid, float("-inf"), None, None, None, None) for pid in unique if pid not in seen]
         return ranked + tail
 
-    def _page(self, window: list[FusedHit], page: int, size: int, timings: Timings) -> SearchResult:
+    def _page(
+        self,
+        window: list[FusedHit],
+        page: int,
+        size: int,
+        timings: Timings,
+        known: dict[str, Product] | None = None,
+    ) -> SearchResult:
         start = (page - 1) * size
         page_hits = window[start : start + size]
-        with timings.stage("fetch"):
-            products = self.engine.get(self.alias, [hit.product_id for hit in page_hits])
+        if known is not None:  # the rerank stage already fetched the whole window
+            products = known
+        else:
+            with timings.stage("fetch"):
+                products = self.engine.get(self.alias, [hit.product_id for hit in page_hits])
         results = [RankedProduct(products[hit.product_id], hit) for hit in page_hits if hit.product_id in products]
         return SearchResult(total=len(window), results=results, timings=timings)

@@ -12,6 +12,8 @@ from relevance.config import Settings
 from relevance.embedder import Embedder
 from relevance.engines import SearchEngine, create_engine
 from relevance.pipeline import SearchPipeline
+from reranker.registry import ModelRegistry
+from reranker.serving import Reranker
 
 
 @dataclass
@@ -33,7 +35,8 @@ class Services:
             query_backend=settings.embedding_query_backend,
             cache_dir=settings.data_dir / "models",
         )
-        return cls(settings, engine, embedder, SearchPipeline(engine, embedder, settings))
+        reranker = Reranker(ModelRegistry(settings.model_root))
+        return cls(settings, engine, embedder, SearchPipeline(engine, embedder, settings, reranker))
 
     def index_catalog(
         self,
@@ -58,6 +61,7 @@ class Services:
                 keep_versions=self.settings.keep_versions,
                 progress=progress,
                 check=check,
+                catalog_stats_dir=self.settings.catalog_stats_dir,
             )
         finally:
             cache.close()

@@ -46,7 +46,7 @@ def write_run(handle: TextIO, query_id: str, hits: Iterable[FusedHit], tag: str)
     """
     previous: float | None = None
     for rank, hit in enumerate(hits, start=1):
-        score = hit.score
+        score = hit.ranking_score
         if previous is not None and not score < previous:
             score = previous - 1e-4
         if score == float("-inf"):

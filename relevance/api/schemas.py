@@ -135,7 +135,7 @@ class HealthResponse(BaseModel):
 
 def result_out(item: RankedProduct, rank: int, explain: bool) -> dict[str, Any]:
     hit = item.hit
-    body = item.product.model_dump() | {"rank": rank, "score": hit.score}
+    body = item.product.model_dump() | {"rank": rank, "score": hit.ranking_score}
     if explain:
         body["explain"] = {
             "fused_score": hit.score,

@@ -1,0 +1,175 @@
+"""Learning to rank on the Home Depot dev split: 5-fold cross-validation by query.
+
+    python bench/ltr.py --data ../shared/data/home_depot
+
+Every eligible query (judged products with at least two grades, as in
+../shared/data/README.md) is scored once per mode by bm25, knn, rrf, linear (the layer,
+no learned model) and by the LightGBM reranker trained on the other four folds (its
+features computed through the serving pipeline, ``SearchPipeline.ranked_with_detail``).
+Judged-list mode reranks each query's judged products; full-retrieval mode reranks
+the fused window (200) of a whole-catalog search and scores its top 10. Reports NDCG@10
+per method and mode, the paired-bootstrap 95% CI and p-value of LTR minus the best
+non-learned method, and the features' mean gain importance. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import bench_parser, bench_settings, ensure_index, home_depot_paths, machine
+from bench.relevance import MemoQueries, score_methods
+from indexer.catalog import load_catalog
+from relevance.evaluation import ndcg_at_k
+from relevance.judgments import read_judgments
+from relevance.services import Services
+from relevance.significance import paired_bootstrap
+from reranker.catalog_stats import stats_path, write_version_stats
+from reranker.features import FEATURE_NAMES, FEATURE_SPEC
+from reranker.model import train_booster
+from reranker.training import CandidateList, CollectOptions, candidate_lists, label_scale, split_queries, training_set
+
+
+def ensure_catalog_stats(services: Services, catalog: Path) -> None:
+    """Indexes built before the reranker existed have no catalog statistics yet: compute them."""
+    version = services.engine.alias_target(services.settings.index_alias)
+    if version and not stats_path(services.settings.data_dir, version).is_file():
+        products = load_catalog(catalog, services.settings.dead_letter_dir / "ltr-bench.jsonl").products
+        write_version_stats(services.settings.catalog_stats_dir, version, products)
+
+
+def cached_lists(services: Services, judged, eligible: list[str], cache_dir: Path) -> list[CandidateList]:
+    version = services.engine.alias_target(services.settings.index_alias)
+    key = hashlib.sha256(json.dumps([version, FEATURE_SPEC, eligible]).encode()).hexdigest()[:16]
+    path = cache_dir / f"ltr-lists-{key}.pickle"
+    if path.is_file():
+        return pickle.loads(path.read_bytes())
+    bar = tqdm(total=len(eligible), desc="features", file=sys.stderr)
+    lists = candidate_lists(services.pipeline, judged, eligible, ("window", "judged"), lambda n: bar.update(1))
+    bar.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(lists))
+    return lists
+
+
+def folds_of(query_ids: list[str], folds: int) -> dict[str, int]:
+    return {q: int(hashlib.sha256(f"fold:{q}".encode()).hexdigest()[:8], 16) % folds for q in query_ids}
+
+
+def ranked_ids(item: CandidateList, scores: np.ndarray) -> list[str]:
+    order = np.argsort(-scores, kind="stable")
+    return [item.product_ids[i] for i in order]
+
+
+def main() -> None:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N eligible queries")
+    parser.add_argument("--lists", default="window,judged", help="training lists: window, judged or both")
+    parser.add_argument("--unjudged", choices=["negative", "drop", "sample"], default="negative")
+    parser.add_argument("--unjudged-sample", type=int, default=50)
+    parser.add_argument("--valid-share", type=float, default=0.1, help="of each training fold, for early stopping")
+    parser.add_argument("--bootstrap-samples", type=int, default=10000)
+    args = parser.parse_args()
+
+    paths = home_depot_paths(args.data)
+    services = Services.from_settings(bench_settings(args, rerank=False))
+    index_report = ensure_index(services, paths["products"])
+    ensure_catalog_stats(services, paths["products"])
+    judged = read_judgments(paths["judgments"], queries_path=paths["queries"], grade_offset=1.0)
+    eligible = [q for q in judged.scorable() if len(set(judged.gains[q].values())) > 1]
+    eligible = eligible[: args.limit] if args.limit else eligible
+    services.pipeline.embedder = MemoQueries(services.embedder)  # type: ignore[assignment]
+
+    started = time.perf_counter()
+    lists = cached_lists(services, judged, eligible, args.work_dir / "ltr-cache")
+    collected_seconds = time.perf_counter() - started
+    by_key = {(item.query_id, item.kind): item for item in lists}
+    judged_base, full_base = score_methods(services, judged.queries, judged.gains, eligible)
+    baseline_seconds = time.perf_counter() - started - collected_seconds
+
+    scale = label_scale(judged)
+    options = CollectOptions(
+        lists=tuple(args.lists.split(",")), unjudged=args.unjudged, unjudged_sample=args.unjudged_sample
+    )
+    fold = folds_of(eligible, args.folds)
+    ltr = {"judged_list": np.zeros(len(eligible)), "full_retrieval": np.zeros(len(eligible))}
+    importance = np.zeros(len(FEATURE_NAMES))
+    rounds = []
+    for f in range(args.folds):
+        train_queries = [q for q in eligible if fold[q] != f]
+        fit_queries, stop_queries = split_queries(train_queries, args.valid_share)
+        fit_set = set(fit_queries)
+        fit = training_set([i for i in lists if i.query_id in fit_set], judged, scale, options)
+        stop_set = set(stop_queries)
+        stop = training_set([i for i in lists if i.query_id in stop_set], judged, scale, options)
+        booster, report = train_booster(fit, stop, scale)
+        rounds.append(report["best_iteration"])
+        importance += booster.feature_importance(importance_type="gain")
+        for position, qid in enumerate(eligible):
+            if fold[qid] != f:
+                continue
+            gains = judged.gains[qid]
+            for mode, kind in (("judged_list", "judged"), ("full_retrieval", "window")):
+                item = by_key.get((qid, kind))
+                if item is None or not item.product_ids:
+                    continue
+                ids = ranked_ids(item, booster.predict(item.features, num_threads=1))
+                if kind == "judged":
+                    ids += [pid for pid in gains if pid not in set(ids)]
+                ltr[mode][position] = ndcg_at_k(ids, gains)
+
+    result: dict = {
+        "dataset": f"home_depot dev split ({args.data})",
+        "engine": args.engine,
+        "queries": len(eligible),
+        "folds": args.folds,
+        "metric": "NDCG@10",
+        "training": {
+            "lists": list(options.lists),
+            "unjudged": options.unjudged,
+            "label_scale": scale,
+            "best_iterations": rounds,
+        },
+    }
+    for mode, base in (("judged_list", judged_base), ("full_retrieval", full_base)):
+        means = {name: round(float(np.mean(values)), 4) for name, values in base.items()}
+        means["ltr"] = round(float(ltr[mode].mean()), 4)
+        best = max(base, key=lambda name: np.mean(base[name]))
+        test = paired_bootstrap(ltr[mode], base[best], samples=args.bootstrap_samples, seed=0)
+        result[mode] = {
+            "ndcg@10": means,
+            "ltr_vs_best_baseline": {
+                "baseline": best,
+                "difference": round(test.difference, 4),
+                "ci95": [round(test.ci_low, 4), round(test.ci_high, 4)],
+                "p_value": test.p_value,
+                "wins": int(np.sum(ltr[mode] > np.asarray(base[best]) + 1e-9)),
+                "losses": int(np.sum(ltr[mode] < np.asarray(base[best]) - 1e-9)),
+            },
+        }
+    total = importance.sum() or 1.0
+    result["feature_importance_gain_share"] = {
+        name: round(float(value / total), 4)
+        for name, value in sorted(zip(FEATURE_NAMES, importance, strict=True), key=lambda kv: -kv[1])
+    }
+    result["seconds"] = {
+        "features": round(collected_seconds, 1),
+        "baselines": round(baseline_seconds, 1),
+        "total": round(time.perf_counter() - started, 1),
+    }
+    result["index_job"] = index_report
+    result["machine"] = machine()
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

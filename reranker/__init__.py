@@ -1,0 +1,1 @@
+"""Learning to rank: features, served-feature logs, LightGBM training, model versions, serving."""

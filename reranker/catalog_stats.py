@@ -1,0 +1,112 @@
+"""Catalog statistics the features need: term document frequencies, the vocabulary for
+spelling correction, and which categories each term points to.
+
+Computed by the index job from the catalog it indexes and stored per index version
+(``<data_dir>/catalog_stats/<version>.json``), so training and serving read the same
+numbers for the same index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rapidfuzz import fuzz, process
+
+from indexer.product import Product
+from reranker.text import analyse
+
+TOP_CATEGORIES_PER_TERM = 8
+SPELLING_MIN_SCORE = 80.0  # rapidfuzz ratio; below it a word is left as typed
+SPELLING_MIN_COUNT = 3  # words rarer than this in the catalog are not correction targets
+
+
+def category_level(category: str | None, depth: int = 2) -> str | None:
+    if not category:
+        return None
+    return " > ".join(part.strip().lower() for part in category.split(">")[:depth])
+
+
+@dataclass
+class CatalogStats:
+    documents: int = 0
+    document_frequency: dict[str, int] = field(default_factory=dict)  # stem -> titles containing it
+    words: dict[str, int] = field(default_factory=dict)  # surface word -> count, for spelling
+    term_categories: dict[str, dict[str, float]] = field(default_factory=dict)  # stem -> category -> P(cat|stem)
+    _targets: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+    _corrections: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def build(cls, products: Iterable[Product]) -> CatalogStats:
+        documents, frequency, words = 0, Counter(), Counter()
+        by_term: dict[str, Counter] = defaultdict(Counter)
+        for product in products:
+            documents += 1
+            analysed = analyse(product.title)
+            frequency.update(analysed.stem_set)
+            words.update(analysed.words)
+            category = category_level(product.category)
+            if category:
+                for stem in analysed.stem_set:
+                    by_term[stem][category] += 1
+        term_categories = {}
+        for stem, counts in by_term.items():
+            total = sum(counts.values())
+            term_categories[stem] = {c: n / total for c, n in counts.most_common(TOP_CATEGORIES_PER_TERM)}
+        return cls(documents, dict(frequency), dict(words), term_categories)
+
+    def idf(self, stem: str) -> float:
+        """BM25's idf, with unseen terms as rare as a term seen once."""
+        df = self.document_frequency.get(stem, 1)
+        return math.log(1 + (self.documents - df + 0.5) / (df + 0.5)) if self.documents else 1.0
+
+    def correct(self, word: str) -> str:
+        """The closest frequent catalog word for a word the catalog does not have."""
+        if not self.words or word in self.words or len(word) < 4:
+            return word
+        if word not in self._corrections:
+            if self._targets is None:
+                self._targets = tuple(w for w, n in self.words.items() if n >= SPELLING_MIN_COUNT and len(w) >= 3)
+            match = process.extractOne(word, self._targets, scorer=fuzz.ratio, score_cutoff=SPELLING_MIN_SCORE)
+            self._corrections[word] = match[0] if match else word
+        return self._corrections[word]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "documents": self.documents,
+            "document_frequency": self.document_frequency,
+            "words": self.words,
+            "term_categories": self.term_categories,
+        }
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(payload), encoding="utf-8")
+        temporary.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> CatalogStats:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**payload)
+
+
+def stats_path(data_dir: Path, version: str) -> Path:
+    return data_dir / "catalog_stats" / f"{version}.json"
+
+
+def write_version_stats(directory: Path, version: str, products: list[Product]) -> Path:
+    """Save the catalog's statistics for ``version``; an unchanged catalog reuses the last computation."""
+    digest = hashlib.sha256()
+    for product in products:
+        digest.update(f"{product.title}\x1f{product.category or ''}\x1e".encode())
+    cached = directory / "by-content" / f"{digest.hexdigest()[:32]}.json"
+    if not cached.is_file():
+        CatalogStats.build(products).save(cached)
+    target = directory / f"{version}.json"
+    shutil.copyfile(cached, target)
+    return target

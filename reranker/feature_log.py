@@ -1,0 +1,97 @@
+"""Served-feature logs: exactly the rows the reranker scored, for training without recomputation.
+
+One JSON object per line, one file per process and day
+(``<data_dir>/feature_logs/features-YYYYMMDD-<pid>.jsonl``), so gunicorn workers never
+interleave writes. Floats are written with Python's shortest round-trip repr and NaN
+(a missing feature) as null, so reading a row back gives the same float64 values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from relevance.pipeline import RerankDetail
+from reranker.features import FEATURE_NAMES, FEATURE_SPEC
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    request_id: str
+    query: str
+    model_version: str | None
+    product_ids: list[str]  # in served order
+    features: np.ndarray
+    scores: np.ndarray | None
+
+
+class FeatureLog:
+    def __init__(self, directory: Path, sample: float, seed: int | None = None) -> None:
+        self.directory = directory
+        self.sample = sample
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def wanted(self, requested: bool) -> bool:
+        """Log this request? Always when asked for, else for the configured share."""
+        return requested or (self.sample > 0 and self._random.random() < self.sample)
+
+    def write(self, request_id: str, query: str, detail: RerankDetail) -> Path:
+        now = datetime.now(UTC)
+        record: dict[str, Any] = {
+            "request_id": request_id,
+            "logged_at": now.isoformat(),
+            "query": query,
+            "model_version": detail.model_version,
+            "feature_spec": FEATURE_SPEC,
+            "feature_names": list(FEATURE_NAMES),
+            "candidates": [
+                {
+                    "product_id": pid,
+                    "position": position,
+                    "score": None if detail.scores is None else float(detail.scores[position - 1]),
+                    "features": [None if np.isnan(v) else float(v) for v in detail.features[position - 1]],
+                }
+                for position, pid in enumerate(detail.candidate_ids, start=1)
+            ],
+        }
+        path = self.directory / f"features-{now.strftime('%Y%m%d')}-{os.getpid()}.jsonl"
+        line = json.dumps(record, allow_nan=False) + "\n"
+        with self._lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+        return path
+
+
+def read_feature_logs(source: Path) -> Iterator[LoggedRequest]:
+    """Every logged request under ``source`` (a file or a directory of them), in file order."""
+    paths = sorted(source.glob("*.jsonl")) if source.is_dir() else [source]
+    for path in paths:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                if record["feature_spec"] != FEATURE_SPEC:
+                    continue  # logged by a build with other features: not usable by this one
+                candidates = record["candidates"]
+                features = np.array(
+                    [[np.nan if v is None else v for v in c["features"]] for c in candidates], dtype=np.float64
+                ).reshape(len(candidates), len(FEATURE_NAMES))
+                scores = [c["score"] for c in candidates]
+                yield LoggedRequest(
+                    record["request_id"],
+                    record["query"],
+                    record["model_version"],
+                    [c["product_id"] for c in candidates],
+                    features,
+                    None if any(s is None for s in scores) else np.asarray(scores, dtype=np.float64),
+                )

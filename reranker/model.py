@@ -1,0 +1,116 @@
+"""A LightGBM lambdarank model over the feature registry: train, load, predict, explain."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from relevance.errors import ModelError
+from reranker.features import FEATURE_NAMES, FEATURE_SPEC
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "lambdarank",
+    "metric": "ndcg",
+    "eval_at": [10],
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambdarank_truncation_level": 20,
+    "num_threads": 2,
+    "seed": 7,
+    "deterministic": True,
+    "force_row_wise": True,
+    "verbosity": -1,
+}
+MAX_ROUNDS, EARLY_STOPPING_ROUNDS = 2000, 100
+
+
+@dataclass
+class TrainingSet:
+    """Rows grouped by query, in query order; labels are integer grades."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    groups: list[int]  # rows per query, in order
+    query_ids: list[str]  # one per group
+    product_ids: list[str] = field(default_factory=list)  # one per row
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for array in (np.nan_to_num(self.features, nan=-1e308), self.labels, np.asarray(self.groups)):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update("\n".join(self.query_ids).encode())
+        return digest.hexdigest()
+
+    def subset(self, keep_queries: set[str]) -> TrainingSet:
+        starts = np.cumsum([0, *self.groups])
+        rows, groups, qids = [], [], []
+        for i, qid in enumerate(self.query_ids):
+            if qid in keep_queries:
+                rows.extend(range(starts[i], starts[i + 1]))
+                groups.append(self.groups[i])
+                qids.append(qid)
+        pids = [self.product_ids[r] for r in rows] if self.product_ids else []
+        return TrainingSet(self.features[rows], self.labels[rows], groups, qids, pids)
+
+
+def label_gains(max_label: int, scale: float) -> list[float]:
+    """LightGBM's gain per integer label, so its NDCG matches ours (2^gain - 1, gain = label / scale)."""
+    return [2.0 ** (label / scale) - 1.0 for label in range(max_label + 1)]
+
+
+def train_booster(
+    train: TrainingSet, valid: TrainingSet | None, label_scale: float, params: dict[str, Any] | None = None
+) -> tuple[lgb.Booster, dict[str, Any]]:
+    settings = {**DEFAULT_PARAMS, **(params or {})}
+    max_label = int(max(train.labels.max(), valid.labels.max() if valid else 0))
+    settings["label_gain"] = label_gains(max_label, label_scale)
+    dataset = lgb.Dataset(train.features, train.labels, group=train.groups, feature_name=list(FEATURE_NAMES))
+    valid_sets, callbacks, evals = [], [], {}
+    if valid is not None and valid.groups:
+        valid_sets = [lgb.Dataset(valid.features, valid.labels, group=valid.groups, reference=dataset)]
+        callbacks = [lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False), lgb.record_evaluation(evals)]
+    rounds = settings.pop("num_boost_round", MAX_ROUNDS if valid_sets else 300)
+    booster = lgb.train(settings, dataset, num_boost_round=rounds, valid_sets=valid_sets, callbacks=callbacks)
+    metrics: dict[str, Any] = {"best_iteration": booster.best_iteration or rounds}
+    if evals:
+        history = evals["valid_0"]["ndcg@10"]
+        metrics["validation_lightgbm_ndcg@10"] = round(float(history[booster.best_iteration - 1]), 4)
+    return booster, metrics
+
+
+@dataclass
+class RankerModel:
+    version: str
+    booster: lgb.Booster
+    meta: dict[str, Any]
+
+    @classmethod
+    def from_text(cls, version: str, text: str, meta: dict[str, Any]) -> RankerModel:
+        features = meta.get("features")
+        if features != FEATURE_SPEC:
+            raise ModelError(
+                f"model {version} was trained on other features than this build computes"
+                f" (model: {sorted(features or {})}, build: feature set of {len(FEATURE_SPEC)})"
+            )
+        try:
+            booster = lgb.Booster(model_str=text)
+        except lgb.basic.LightGBMError as exc:
+            raise ModelError(f"model {version} cannot be loaded: {exc}") from exc
+        if booster.feature_name() != list(FEATURE_NAMES):
+            raise ModelError(f"model {version}'s feature columns differ from the registry's order")
+        return cls(version, booster, meta)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return self.booster.predict(features, num_threads=1)
+
+    def contributions(self, features: np.ndarray) -> np.ndarray:
+        """(rows, features + 1): each feature's SHAP contribution, then the bias; rows sum to the score."""
+        return self.booster.predict(features, pred_contrib=True, num_threads=1)

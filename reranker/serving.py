@@ -1,0 +1,139 @@
+"""The served reranker: the active model, reloaded when it changes, and a fallback that
+never fails a search.
+
+A missing, corrupt or feature-mismatched model leaves the fused order in place; the
+status (for /readyz) says "degraded" with the reason, and the log says it once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from relevance.engines.base import SearchEngine
+from reranker.catalog_stats import CatalogStats, stats_path
+from reranker.features import FEATURE_NAMES
+from reranker.model import RankerModel
+from reranker.registry import META_FILE, MODEL_FILE, ModelRegistry
+
+log = logging.getLogger(__name__)
+STATS_TTL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class RerankerStatus:
+    state: str  # "off" (no model active), "active" or "degraded"
+    version: str | None
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "version": self.version, "reason": self.reason}
+
+
+class Reranker:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+        self._lock = threading.Lock()
+        self._pointer_key: tuple[int, int, int] | None = None
+        self._model: RankerModel | None = None
+        self._status = RerankerStatus("off", None)
+        self._reported: set[tuple[str | None, str]] = set()
+
+    def model(self) -> RankerModel | None:
+        """The active model, or None (no model, or a broken one: see ``status``)."""
+        self._refresh()
+        return self._model
+
+    def status(self) -> RerankerStatus:
+        self._refresh()
+        return self._status
+
+    def _refresh(self) -> None:
+        try:
+            stat = os.stat(self.registry.active_path)
+            key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        except FileNotFoundError:
+            key = None
+        if key == self._pointer_key:
+            return
+        with self._lock:
+            if key == self._pointer_key:
+                return
+            self._model, self._status = self._load()
+            self._pointer_key = key
+
+    def _load(self) -> tuple[RankerModel | None, RerankerStatus]:
+        try:
+            version = self.registry.active_version()
+        except (OSError, ValueError) as exc:
+            return None, self._degraded(None, f"cannot read the active-model pointer: {exc}")
+        if version is None:
+            return None, RerankerStatus("off", None)
+        directory = self.registry.model_dir(version)
+        try:
+            meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+            model = RankerModel.from_text(version, (directory / MODEL_FILE).read_text(encoding="utf-8"), meta)
+        except Exception as exc:  # any broken model degrades to the fused order, never fails a search
+            return None, self._degraded(version, f"{type(exc).__name__}: {exc}")
+        log.info("reranking with model %s", version)
+        return model, RerankerStatus("active", version)
+
+    def _degraded(self, version: str | None, reason: str) -> RerankerStatus:
+        if (version, reason) not in self._reported:
+            self._reported.add((version, reason))
+            log.error("reranker model %s unusable, serving the fused order: %s", version, reason)
+        return RerankerStatus("degraded", version, reason)
+
+    def explain(self, model: RankerModel, rows: np.ndarray) -> list[dict[str, Any]]:
+        """Per row: feature values and their contributions (which sum, with the bias, to the score)."""
+        contributions = model.contributions(rows)
+        explained = []
+        for values, contribution in zip(rows, contributions, strict=True):
+            explained.append(
+                {
+                    "features": {n: _json_float(v) for n, v in zip(FEATURE_NAMES, values, strict=True)},
+                    "contributions": {n: float(c) for n, c in zip(FEATURE_NAMES, contribution[:-1], strict=True)},
+                    "bias": float(contribution[-1]),
+                }
+            )
+        return explained
+
+
+def _json_float(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+class CatalogStatsProvider:
+    """Statistics of the catalog the alias serves; the alias is looked up at most every few seconds."""
+
+    def __init__(self, data_dir: Path, engine: SearchEngine, alias: str) -> None:
+        self.data_dir = data_dir
+        self.engine = engine
+        self.alias = alias
+        self._checked_at = float("-inf")
+        self._version: str | None = None
+        self._stats = CatalogStats()
+
+    def current(self) -> CatalogStats:
+        now = time.monotonic()
+        if now - self._checked_at >= STATS_TTL_SECONDS:
+            self._checked_at = now
+            version = self.engine.alias_target(self.alias)
+            if version != self._version:
+                self._stats = self.for_version(version)
+                self._version = version
+        return self._stats
+
+    def for_version(self, version: str | None) -> CatalogStats:
+        path = stats_path(self.data_dir, version) if version else None
+        if path is None or not path.is_file():
+            return CatalogStats()
+        return CatalogStats.load(path)

@@ -1,0 +1,151 @@
+"""How the reranker reads a query or a product title: stems, numbers with units, phrases.
+
+Shoppers write sizes in many ways ("1/2 in.", '1/2"', "0.5 inch", "60 gal", "60-gallon"),
+so numbers and units are normalised to (value, unit) pairs before matching. Stemming is
+Snowball English (PyStemmer); the unit table and number grammar are ours because no
+library covers retail size notation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+
+import Stemmer
+
+_STEMMER = Stemmer.Stemmer("english")
+STOP_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "in",
+        "into",
+        "is",
+        "it",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "with",
+        "without",
+        "w/",
+        "x",
+        "sq",
+        "cu",
+        "fl",
+    ]
+)
+UNIT_ALIASES = {
+    "in": ("in", "inch", "inches", '"', "''", "in."),
+    "ft": ("ft", "foot", "feet", "'", "ft."),
+    "gal": ("gal", "gallon", "gallons", "gal."),
+    "qt": ("qt", "quart", "quarts"),
+    "pt": ("pt", "pint", "pints"),
+    "oz": ("oz", "ounce", "ounces", "oz."),
+    "lb": ("lb", "lbs", "pound", "pounds", "lb."),
+    "v": ("v", "volt", "volts", "vac", "vdc"),
+    "amp": ("a", "amp", "amps", "ampere", "amperes"),
+    "ah": ("ah", "amp-hour"),
+    "w": ("w", "watt", "watts"),
+    "mm": ("mm", "millimeter", "millimeters"),
+    "cm": ("cm", "centimeter", "centimeters"),
+    "sqft": ("sq ft", "sq. ft.", "sq. ft", "sq.ft.", "sq.ft", "sqft", "square feet", "square foot"),
+    "cuft": ("cu ft", "cu. ft.", "cu. ft", "cu.ft.", "cu.ft", "cubic feet", "cubic foot"),
+    "btu": ("btu", "btus"),
+    "gauge": ("gauge", "ga", "ga."),
+    "piece": ("pc", "pcs", "piece", "pieces", "pk", "pack", "count", "ct"),
+    "hp": ("hp", "horsepower"),
+    "psi": ("psi",),
+    "cfm": ("cfm",),
+    "lumen": ("lumen", "lumens"),
+    "k": ("k",),  # colour temperature, 2700k
+    "tpi": ("tpi",),
+    "grit": ("grit",),
+}
+_UNIT_OF = {alias: unit for unit, aliases in UNIT_ALIASES.items() for alias in aliases}
+_NUMBER = re.compile(r"\d+\s*-\s*\d+/\d+|\d+\s+\d+/\d+|\d+/\d+|\d*\.\d+|\d+")
+# What may follow a number as its unit; looked up in the alias table (a big regex
+# alternation of every alias is several times slower).
+_UNIT_TOKEN = re.compile(
+    r"\s*-?\s*(sq\.?\s?ft\.?|cu\.?\s?ft\.?|square f(?:ee|oo)t|cubic f(?:ee|oo)t|amp-hour|[a-z]+\.?|\"|''|')(?![a-z])"
+)
+_WORD = re.compile(r"[a-z]+")
+
+
+def _unit(token: str) -> str | None:
+    token = " ".join(token.split())
+    return _UNIT_OF.get(token) or _UNIT_OF.get(token.rstrip("."))
+
+
+def quantities_in(lowered: str) -> list[tuple[str, str | None]]:
+    """(number text, normalised unit or None) for every number in ``lowered``."""
+    found = []
+    for match in _NUMBER.finditer(lowered):
+        unit = _UNIT_TOKEN.match(lowered, match.end())
+        found.append((match.group(0), _unit(unit.group(1)) if unit else None))
+    return found
+
+
+def parse_number(raw: str) -> float | None:
+    raw = re.sub(r"\s+", " ", raw.strip())
+    try:
+        if "/" in raw:
+            whole, _, fraction = raw.replace("-", " ").rpartition(" ")
+            value = Fraction(fraction) + (int(whole) if whole.strip() else 0)
+            return round(float(value), 4)
+        return round(float(raw), 4)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+@dataclass(frozen=True)
+class Analysed:
+    text: str  # lowercased, whitespace collapsed
+    words: tuple[str, ...]  # letters-only tokens, stop words dropped, in order
+    stems: tuple[str, ...]
+    stem_set: frozenset[str]
+    bigrams: frozenset[tuple[str, str]]
+    numbers: frozenset[float]
+    quantities: frozenset[tuple[float, str]]  # (value, unit)
+    units: frozenset[str]
+
+
+def stem_words(words: list[str]) -> list[str]:
+    return _STEMMER.stemWords(words)
+
+
+@lru_cache(maxsize=200_000)
+def analyse(text: str) -> Analysed:
+    lowered = " ".join(text.lower().split())
+    numbers, quantities = set(), set()
+    for raw, unit in quantities_in(lowered):
+        value = parse_number(raw)
+        if value is None:
+            continue
+        numbers.add(value)
+        if unit:
+            quantities.add((value, unit))
+    words = [w for w in _WORD.findall(lowered) if w not in STOP_WORDS and w not in _UNIT_OF]
+    stems = stem_words(words)
+    return Analysed(
+        text=lowered,
+        words=tuple(words),
+        stems=tuple(stems),
+        stem_set=frozenset(stems),
+        bigrams=frozenset(itertools.pairwise(stems)),
+        numbers=frozenset(numbers),
+        quantities=frozenset(quantities),
+        units=frozenset(unit for _, unit in quantities),
+    )

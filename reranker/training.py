@@ -1,0 +1,247 @@
+"""Training data for the reranker, gathered through the live pipeline (or from feature logs).
+
+Each judged query contributes query groups of the lists serving reranks: the fused
+window of a full-catalog search ("window") and/or the query's judged products
+("judged", as `rank --candidates` reranks them). Features come from the same
+``SearchPipeline.ranked_with_detail`` call serving makes. Unjudged candidates are the
+open question of full-retrieval training; ``unjudged`` decides: ``negative`` (grade 0,
+what the full-retrieval metric assumes), ``drop``, or ``sample`` (N random ones per
+query as grade 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from relevance.errors import ModelError
+from relevance.evaluation import ndcg_at_k
+from relevance.filters import SearchFilters
+from relevance.judgments import JudgmentSet
+from relevance.pipeline import SearchPipeline
+from reranker.feature_log import read_feature_logs
+from reranker.features import FEATURE_NAMES, FEATURE_SPEC
+from reranker.model import DEFAULT_PARAMS, TrainingSet, train_booster
+from reranker.registry import ModelRegistry
+
+ListKind = Literal["window", "judged"]
+UnjudgedPolicy = Literal["negative", "drop", "sample"]
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    lists: tuple[ListKind, ...] = ("window", "judged")
+    unjudged: UnjudgedPolicy = "negative"
+    unjudged_sample: int = 50
+    seed: int = 7
+
+
+def label_scale(judged: JudgmentSet) -> float:
+    """The smallest factor that turns every gain into an integer label (Home Depot's thirds: 3)."""
+    gains = np.array([g for per_query in judged.gains.values() for g in per_query.values()])
+    for scale in (1, 2, 3, 4, 5, 6, 10, 100):
+        if np.allclose(gains * scale, np.round(gains * scale), atol=1e-6):
+            return float(scale)
+    return 100.0
+
+
+def split_queries(query_ids: Sequence[str], valid_share: float, salt: str = "valid") -> tuple[list[str], list[str]]:
+    """A deterministic split by query (a hash of the id), so no query is on both sides."""
+
+    def bucket(qid: str) -> float:
+        return int(hashlib.sha256(f"{salt}:{qid}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    valid = [q for q in query_ids if bucket(q) < valid_share]
+    chosen = set(valid)
+    return [q for q in query_ids if q not in chosen], valid
+
+
+def _labels(
+    product_ids: list[str], gains: dict[str, float], scale: float, options: CollectOptions, rng: random.Random
+) -> tuple[list[int], np.ndarray]:
+    """Rows to keep and their integer labels."""
+    judged_rows = [i for i, pid in enumerate(product_ids) if pid in gains]
+    unjudged_rows = [i for i, pid in enumerate(product_ids) if pid not in gains]
+    if options.unjudged == "drop":
+        unjudged_rows = []
+    elif options.unjudged == "sample" and len(unjudged_rows) > options.unjudged_sample:
+        unjudged_rows = sorted(rng.sample(unjudged_rows, options.unjudged_sample))
+    keep = sorted(judged_rows + unjudged_rows)
+    labels = np.array([round(gains.get(product_ids[i], 0.0) * scale) for i in keep], dtype=np.int32)
+    return keep, labels
+
+
+@dataclass(frozen=True)
+class CandidateList:
+    """One query's candidates as serving would rerank them, with their feature rows."""
+
+    query_id: str
+    kind: ListKind
+    product_ids: list[str]
+    features: np.ndarray
+
+
+def candidate_lists(
+    pipeline: SearchPipeline,
+    judged: JudgmentSet,
+    query_ids: Sequence[str],
+    lists: Sequence[ListKind],
+    progress: Callable[[int], None] | None = None,
+) -> list[CandidateList]:
+    """Fetch each query's lists through the pipeline, features computed as serving computes them."""
+    found = []
+    for done, qid in enumerate(query_ids, start=1):
+        text, gains = judged.queries[qid], judged.gains[qid]
+        for kind in lists:
+            if kind == "window":
+                _, detail = pipeline.ranked_with_detail(text, SearchFilters(), rerank=False, features=True)
+            else:
+                ids = list(gains)
+                _, detail = pipeline.ranked_with_detail(
+                    text,
+                    SearchFilters(product_ids=tuple(ids)),
+                    depth=len(ids),
+                    candidates=len(ids),
+                    rerank=False,
+                    features=True,
+                )
+            if detail is not None:
+                found.append(CandidateList(qid, kind, detail.candidate_ids, detail.features))
+        if progress:
+            progress(done)
+    return found
+
+
+def training_set(
+    lists: Sequence[CandidateList], judged: JudgmentSet, scale: float, options: CollectOptions
+) -> TrainingSet:
+    """Label the lists (unjudged candidates per ``options.unjudged``); groups with one grade are left out."""
+    rng = random.Random(options.seed)
+    blocks, labels, groups, qids, pids = [], [], [], [], []
+    for item in lists:
+        if item.kind not in options.lists:
+            continue
+        keep, group_labels = _labels(item.product_ids, judged.gains[item.query_id], scale, options, rng)
+        if len(set(group_labels.tolist())) < 2:
+            continue  # one grade only: nothing for a ranking objective to learn
+        blocks.append(item.features[keep])
+        labels.append(group_labels)
+        groups.append(len(keep))
+        qids.append(f"{item.query_id}:{item.kind}")
+        pids.extend(item.product_ids[i] for i in keep)
+    return _assemble(blocks, labels, groups, qids, pids)
+
+
+def collect(
+    pipeline: SearchPipeline,
+    judged: JudgmentSet,
+    query_ids: Sequence[str],
+    options: CollectOptions,
+    scale: float,
+    progress: Callable[[int], None] | None = None,
+) -> TrainingSet:
+    return training_set(candidate_lists(pipeline, judged, query_ids, options.lists, progress), judged, scale, options)
+
+
+def collect_from_logs(source: Path, judged: JudgmentSet, scale: float, options: CollectOptions) -> TrainingSet:
+    """Training rows straight from served-feature logs, joined to judgments by query text."""
+    by_text = {text.strip().lower(): qid for qid, text in judged.queries.items()}
+    rng = random.Random(options.seed)
+    blocks, labels, groups, qids, pids = [], [], [], [], []
+    for logged in read_feature_logs(source):
+        qid = by_text.get(logged.query.strip().lower())
+        if qid is None or qid not in judged.gains:
+            continue
+        keep, group_labels = _labels(logged.product_ids, judged.gains[qid], scale, options, rng)
+        if len(set(group_labels.tolist())) < 2:
+            continue
+        blocks.append(logged.features[keep])
+        labels.append(group_labels)
+        groups.append(len(keep))
+        qids.append(f"{qid}:log:{logged.request_id}")
+        pids.extend(logged.product_ids[i] for i in keep)
+    return _assemble(blocks, labels, groups, qids, pids)
+
+
+def _assemble(blocks, labels, groups, qids, pids) -> TrainingSet:
+    if not blocks:
+        return TrainingSet(np.zeros((0, len(FEATURE_NAMES))), np.zeros(0, dtype=np.int32), [], [], [])
+    return TrainingSet(np.vstack(blocks), np.concatenate(labels), groups, qids, pids)
+
+
+def ndcg_by_group(data: TrainingSet, scores: np.ndarray, scale: float, k: int = 10) -> dict[str, float]:
+    """Our NDCG@k of each query group ordered by ``scores`` (gain = label / scale)."""
+    results, start = {}, 0
+    for qid, size in zip(data.query_ids, data.groups, strict=True):
+        rows = slice(start, start + size)
+        ids = data.product_ids[rows]
+        gains = {pid: label / scale for pid, label in zip(ids, data.labels[rows], strict=True) if label > 0}
+        order = np.argsort(-scores[rows], kind="stable")
+        results[qid] = ndcg_at_k([ids[i] for i in order], gains, k)
+        start += size
+    return results
+
+
+def fused_order_scores(data: TrainingSet) -> np.ndarray:
+    """Scores that reproduce the fused order within each group (for the before/after comparison)."""
+    return -data.features[:, FEATURE_NAMES.index("fused_rank")]
+
+
+def train_and_save(
+    training: TrainingSet,
+    validation: TrainingSet,
+    registry: ModelRegistry,
+    *,
+    scale: float,
+    options: CollectOptions,
+    params: dict[str, Any] | None = None,
+    source: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Train LightGBM lambdarank with early stopping on ``validation`` and save a model version."""
+    if not training.groups:
+        raise ModelError("no training query has two different grades among its candidates; nothing to learn")
+    booster, fit = train_booster(training, validation if validation.groups else None, scale, params)
+    validation_report: dict[str, Any] = {"queries": len({q.split(":")[0] for q in validation.query_ids}), **fit}
+    if validation.groups:
+        model_scores = booster.predict(validation.features, num_threads=1)
+        by_model = ndcg_by_group(validation, model_scores, scale)
+        by_fused = ndcg_by_group(validation, fused_order_scores(validation), scale)
+        for kind in options.lists:
+            keys = [q for q in by_model if q.endswith(f":{kind}")]
+            if keys:
+                validation_report[f"{kind}_ndcg@10_model"] = round(float(np.mean([by_model[q] for q in keys])), 4)
+                validation_report[f"{kind}_ndcg@10_fused"] = round(float(np.mean([by_fused[q] for q in keys])), 4)
+    importance = booster.feature_importance(importance_type="gain")
+    meta = {
+        "features": FEATURE_SPEC,
+        "feature_names": list(FEATURE_NAMES),
+        "params": {**DEFAULT_PARAMS, **(params or {})},
+        "label_scale": scale,
+        "training": {
+            "queries": len({q.split(":")[0] for q in training.query_ids}),
+            "groups": len(training.groups),
+            "rows": len(training.labels),
+            "data_sha256": training.fingerprint(),
+            "lists": list(options.lists),
+            "unjudged": options.unjudged,
+            **(source or {}),
+        },
+        "validation": validation_report,
+        "feature_importance_gain": {
+            name: round(float(value), 2)
+            for name, value in sorted(zip(FEATURE_NAMES, importance, strict=True), key=lambda kv: -kv[1])
+        },
+    }
+    version = registry.save(booster.model_to_string(), meta)
+    return version, registry_meta(registry, version)
+
+
+def registry_meta(registry: ModelRegistry, version: str) -> dict[str, Any]:
+    return json.loads((registry.model_dir(version) / "meta.json").read_text(encoding="utf-8"))

@@ -37,7 +37,8 @@ class JudgmentSet:
 
 def read_judgments(path: Path, *, queries_path: Path | None = None, grade_offset: float = 0.0) -> JudgmentSet:
     try:
-        first = path.open(encoding="utf-8").readline()
+        with path.open(encoding="utf-8") as handle:
+            first = handle.readline()
     except OSError as exc:
         raise CatalogError(f"cannot read {path}: {exc}", field="judgments") from exc
     if "," not in first and len(first.split()) == 4:

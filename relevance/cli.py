@@ -301,6 +301,217 @@ def versions(ctx: click.Context) -> None:
         click.echo(f"{marker} {version.name}  {version.count:>8} products  created {version.created_at}")
 
 
+def _read_judgments(judgments: Path, queries: Path | None, grade_offset: float):
+    from relevance.judgments import read_judgments
+
+    judged = read_judgments(judgments, queries_path=queries, grade_offset=grade_offset)
+    if not judged.scorable():
+        raise click.ClickException(f"no judged query of {judgments} has a query text; pass --queries FILE")
+    return judged
+
+
+def _judgment_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--grade-offset", type=float, default=0.0, show_default=True, help="Gain = grade - offset.")(
+        command
+    )
+    command = click.option(
+        "--queries", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV query_id,query."
+    )(command)
+    return click.option(
+        "--judgments",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        required=True,
+        help="CSV, TREC qrels or Quepid CSV export.",
+    )(command)
+
+
+@main.command()
+@_judgment_options
+@click.option("--lists", default="window,judged", show_default=True, help="Candidate lists to learn from.")
+@click.option(
+    "--unjudged",
+    type=click.Choice(["negative", "drop", "sample"]),
+    default="negative",
+    show_default=True,
+    help="How unjudged candidates count: grade 0, left out, or N sampled as grade 0.",
+)
+@click.option("--unjudged-sample", type=click.IntRange(1), default=50, show_default=True)
+@click.option(
+    "--from-logs",
+    type=click.Path(exists=True, path_type=Path),
+    help="Train on served-feature logs (file or directory) instead of fetching candidates.",
+)
+@click.option("--valid-share", type=click.FloatRange(0, 0.9), default=0.1, show_default=True)
+@click.option("--activate", is_flag=True, help="Serve the new model right away.")
+@click.option("--json", "as_json", is_flag=True, help="Print the model's metadata as JSON.")
+@click.pass_context
+@_friendly_errors
+def train(ctx: click.Context, judgments: Path, queries: Path | None, grade_offset: float, **options: Any) -> None:
+    """Train a LightGBM lambdarank reranker on judgments and save it as a model version."""
+    from tqdm import tqdm
+
+    from reranker.training import (
+        CollectOptions,
+        candidate_lists,
+        collect_from_logs,
+        label_scale,
+        split_queries,
+        train_and_save,
+        training_set,
+    )
+
+    services = _services(ctx)
+    judged = _read_judgments(judgments, queries, grade_offset)
+    lists = tuple(part.strip() for part in options["lists"].split(","))
+    if not set(lists) <= {"window", "judged"}:
+        raise click.BadParameter("use window, judged or both", param_hint="--lists")
+    collect = CollectOptions(lists=lists, unjudged=options["unjudged"], unjudged_sample=options["unjudged_sample"])
+    scale = label_scale(judged)
+    fit_queries, valid_queries = split_queries(judged.scorable(), options["valid_share"])
+    source = {"judgments": str(judgments), "grade_offset": grade_offset}
+    if options["from_logs"]:
+        data = collect_from_logs(options["from_logs"], judged, scale, collect)
+        valid_ids = set(valid_queries)
+        fit = data.subset({q for q in data.query_ids if q.split(":")[0] not in valid_ids})
+        valid = data.subset({q for q in data.query_ids if q.split(":")[0] in valid_ids})
+        source["feature_logs"] = str(options["from_logs"])
+    else:
+        bar = tqdm(total=len(judged.scorable()), desc="candidates", unit="queries", file=sys.stderr)
+        found = candidate_lists(services.pipeline, judged, fit_queries + valid_queries, lists, lambda _: bar.update(1))
+        bar.close()
+        fit_set = set(fit_queries)
+        fit = training_set([c for c in found if c.query_id in fit_set], judged, scale, collect)
+        valid = training_set([c for c in found if c.query_id not in fit_set], judged, scale, collect)
+    registry = services.pipeline.reranker.registry
+    version, meta = train_and_save(fit, valid, registry, scale=scale, options=collect, source=source)
+    if options["activate"]:
+        registry.activate(version)
+    if options["as_json"]:
+        click.echo(json.dumps(meta, indent=2))
+        return
+    click.echo(f"saved model {version}{' (active)' if options['activate'] else ''}")
+    click.echo(f"  training: {meta['training']['queries']} queries, {meta['training']['rows']} rows")
+    click.echo(f"  validation: {json.dumps(meta['validation'])}")
+
+
+@main.group()
+def models() -> None:
+    """List, activate and roll back reranker model versions."""
+
+
+def _registry(ctx: click.Context):
+    from reranker.registry import ModelRegistry
+
+    return ModelRegistry(_settings(ctx).model_root)
+
+
+@models.command("list")
+@click.pass_context
+@_friendly_errors
+def models_list(ctx: click.Context) -> None:
+    """The saved model versions; * marks the active one."""
+    versions = _registry(ctx.find_root()).versions()
+    if not versions:
+        click.echo("no model trained yet (relevance train --judgments FILE)")
+    for version in versions:
+        marker = "*" if version.is_active else " "
+        validation = version.meta.get("validation", {})
+        scores = ", ".join(f"{k}={v}" for k, v in validation.items() if k.endswith(("_model", "_fused")))
+        click.echo(f"{marker} {version.name}  created {version.created_at}  {scores}")
+
+
+@models.command("activate")
+@click.argument("version")
+@click.pass_context
+@_friendly_errors
+def models_activate(ctx: click.Context, version: str) -> None:
+    """Serve VERSION (running servers switch on their next request)."""
+    previous = _registry(ctx.find_root()).activate(version)
+    click.echo(f"active model: {version} (was {previous or 'none'})")
+
+
+@models.command("rollback")
+@click.pass_context
+@_friendly_errors
+def models_rollback(ctx: click.Context) -> None:
+    """Serve the model that was active before the current one."""
+    click.echo(f"active model: {_registry(ctx.find_root()).rollback()}")
+
+
+@models.command("deactivate")
+@click.pass_context
+@_friendly_errors
+def models_deactivate(ctx: click.Context) -> None:
+    """Serve the fused order, without a learned model."""
+    _registry(ctx.find_root()).deactivate()
+    click.echo("no model active: serving the fused order")
+
+
+@main.command()
+@_judgment_options
+@click.option("--vs", "versus", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TOML settings B.")
+@click.option("--k", type=click.IntRange(1, 100), default=10, show_default=True, help="Cutoff of the @k metrics.")
+@click.option("--depth", type=click.IntRange(1, 1000), default=100, show_default=True, help="Full-retrieval depth.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON report here.")
+@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), help="Write the HTML report here.")
+@click.option("--samples", type=click.IntRange(100), default=10000, show_default=True, help="Bootstrap resamples.")
+@click.pass_context
+@_friendly_errors
+def evaluate(ctx: click.Context, judgments: Path, queries: Path | None, grade_offset: float, **options: Any) -> None:
+    """Score the configured pipeline (--config: A) on judgments, optionally against --vs B.
+
+    NDCG@k, MAP, MRR, ERR@k, P@k and Recall@k in judged-list and full-retrieval mode,
+    with paired bootstrap confidence intervals and per-query wins and losses.
+    """
+    from tqdm import tqdm
+
+    from relevance.comparison import compare
+    from relevance.offline import per_query_metrics, runs_for
+    from relevance.report import render_table, to_json, write_html
+    from relevance.services import Services
+
+    judged = _read_judgments(judgments, queries, grade_offset)
+    systems = [("A", _services(ctx))]
+    if options["versus"]:
+        settings_b = load_settings(options["versus"])
+        services_b = Services.from_settings(settings_b)
+        services_b.embedder = systems[0][1].embedder  # one model in memory for both
+        services_b.pipeline.embedder = systems[0][1].embedder
+        systems.append(("B", services_b))
+    results = []
+    for name, services in systems:
+        bar = tqdm(total=len(judged.scorable()), desc=f"system {name}", unit="queries", file=sys.stderr)
+        runs = runs_for(services.pipeline, judged, options["depth"], lambda _, bar=bar: bar.update(1))
+        bar.close()
+        results.append(per_query_metrics(runs, judged, options["k"]))
+    comparison = compare(
+        _system_name(ctx, "A"),
+        results[0],
+        _system_name(ctx, "B", options["versus"]) if options["versus"] else None,
+        results[1] if options["versus"] else None,
+        judged.queries,
+        samples=options["samples"],
+        headline=f"full:ndcg@{options['k']}",
+    )
+    click.echo(render_table(comparison))
+    if options["out"]:
+        options["out"].write_text(json.dumps(to_json(comparison), indent=2), encoding="utf-8")
+        click.echo(f"wrote {options['out']}")
+    if options["html"]:
+        write_html(comparison, options["html"])
+        click.echo(f"wrote {options['html']}")
+
+
+def _system_name(ctx: click.Context, label: str, config: Path | None = None) -> str:
+    settings = _settings(ctx) if config is None else load_settings(config)
+    model = "no model"
+    if settings.rerank:
+        from reranker.registry import ModelRegistry
+
+        model = ModelRegistry(settings.model_root).active_version() or "no model"
+    return f"{label}: {settings.engine}, {settings.fusion} fusion, {model}"
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)

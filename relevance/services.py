@@ -12,6 +12,7 @@ from relevance.config import Settings
 from relevance.embedder import Embedder
 from relevance.engines import SearchEngine, create_engine
 from relevance.pipeline import SearchPipeline
+from reranker.feature_log import FeatureLog
 from reranker.registry import ModelRegistry
 from reranker.serving import Reranker
 
@@ -22,6 +23,7 @@ class Services:
     engine: SearchEngine
     embedder: Embedder
     pipeline: SearchPipeline
+    feature_log: FeatureLog
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -36,7 +38,10 @@ class Services:
             cache_dir=settings.data_dir / "models",
         )
         reranker = Reranker(ModelRegistry(settings.model_root))
-        return cls(settings, engine, embedder, SearchPipeline(engine, embedder, settings, reranker))
+        pipeline = SearchPipeline(engine, embedder, settings, reranker)
+        return cls(
+            settings, engine, embedder, pipeline, FeatureLog(settings.feature_log_dir, settings.feature_log_sample)
+        )
 
     def index_catalog(
         self,

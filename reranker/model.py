@@ -11,6 +11,7 @@ import numpy as np
 
 from relevance.errors import ModelError
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC
+from reranker.registry import model_checksum
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
@@ -41,6 +42,10 @@ class TrainingSet:
     groups: list[int]  # rows per query, in order
     query_ids: list[str]  # one per group
     product_ids: list[str] = field(default_factory=list)  # one per row
+
+    @classmethod
+    def empty(cls) -> TrainingSet:
+        return cls(np.zeros((0, len(FEATURE_NAMES))), np.zeros(0, dtype=np.int32), [], [], [])
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
@@ -100,6 +105,10 @@ class RankerModel:
                 f"model {version} was trained on other features than this build computes"
                 f" (model: {sorted(features or {})}, build: feature set of {len(FEATURE_SPEC)})"
             )
+        # LightGBM aborts the whole process on some malformed model text instead of raising,
+        # so a file that is not byte-for-byte the one training saved never reaches it.
+        if meta.get("model_sha256") != model_checksum(text):
+            raise ModelError(f"model {version}'s file does not match the checksum saved with it (corrupt or edited)")
         try:
             booster = lgb.Booster(model_str=text)
         except lgb.basic.LightGBMError as exc:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ class ModelVersion:
     created_at: str
     is_active: bool
     meta: dict[str, Any]
+
+
+def model_checksum(model_text: str) -> str:
+    return hashlib.sha256(model_text.encode("utf-8")).hexdigest()
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -47,9 +52,13 @@ class ModelRegistry:
         directory = self.model_dir(version)
         directory.mkdir(parents=True)
         (directory / MODEL_FILE).write_text(model_text, encoding="utf-8")
-        _atomic_write(
-            directory / META_FILE, json.dumps({**meta, "version": version, "created_at": created.isoformat()}, indent=2)
-        )
+        meta = {
+            **meta,
+            "version": version,
+            "created_at": created.isoformat(),
+            "model_sha256": model_checksum(model_text),
+        }
+        _atomic_write(directory / META_FILE, json.dumps(meta, indent=2))
         return version
 
     def versions(self) -> list[ModelVersion]:

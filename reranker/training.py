@@ -46,10 +46,11 @@ class CollectOptions:
 def label_scale(judged: JudgmentSet) -> float:
     """The smallest factor that turns every gain into an integer label (Home Depot's thirds: 3)."""
     gains = np.array([g for per_query in judged.gains.values() for g in per_query.values()])
-    for scale in (1, 2, 3, 4, 5, 6, 10, 100):
-        if np.allclose(gains * scale, np.round(gains * scale), atol=1e-6):
+    # Averaged grades are often written rounded (2.33, 2.67), hence the tolerance.
+    for scale in (1, 2, 3, 4, 6, 12):
+        if np.allclose(gains * scale, np.round(gains * scale), atol=0.05):
             return float(scale)
-    return 100.0
+    return 12.0
 
 
 def split_queries(query_ids: Sequence[str], valid_share: float, salt: str = "valid") -> tuple[list[str], list[str]]:
@@ -172,7 +173,7 @@ def collect_from_logs(source: Path, judged: JudgmentSet, scale: float, options: 
 
 def _assemble(blocks, labels, groups, qids, pids) -> TrainingSet:
     if not blocks:
-        return TrainingSet(np.zeros((0, len(FEATURE_NAMES))), np.zeros(0, dtype=np.int32), [], [], [])
+        return TrainingSet.empty()
     return TrainingSet(np.vstack(blocks), np.concatenate(labels), groups, qids, pids)
 
 

@@ -26,11 +26,16 @@ def readyz() -> ResponseReturnValue:
         services.embedder.load()
     except RelevanceError as exc:
         return jsonify({"status": "not_ready", "detail": exc.detail}), 503
+    reranker = services.pipeline.reranker.status() if services.pipeline.reranker else None
+    degraded = reranker is not None and reranker.state == "degraded"
+    # Degraded still serves (the fused order), so it stays a 200 for load balancers.
     return jsonify(
         {
-            "status": "ready",
+            "status": "degraded" if degraded else "ready",
+            "detail": f"reranker model unusable, serving the fused order: {reranker.reason}" if degraded else None,
             "index_version": services.engine.alias_target(alias),
             "products": products,
             "embedding_model": services.embedder.model_name,
+            "reranker": reranker.as_dict() if reranker else None,
         }
     )

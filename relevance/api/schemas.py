@@ -60,7 +60,13 @@ class SearchParams(FilterParams):
     normalization: Normalization | None = Field(None, description="Score normalisation of the linear blend.")
     lexical_weight: float | None = Field(None, ge=0, allow_inf_nan=False)
     vector_weight: float | None = Field(None, ge=0, allow_inf_nan=False)
-    explain: bool = Field(False, description="Add each result's component scores and ranks, and stage timings.")
+    explain: bool = Field(
+        False,
+        description="Add each result's component scores and ranks, the learned model's feature values and"
+        " contributions, and the stage timings.",
+    )
+    rerank: bool = Field(True, description="Reorder with the active learned model (false: the fused order).")
+    log_features: bool = Field(False, description="Log the feature vectors this request was scored with.")
 
     def fusion_options(self, defaults: FusionOptions) -> FusionOptions:
         overrides = {
@@ -74,6 +80,15 @@ class SearchParams(FilterParams):
         return defaults.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
 
+class LearnedExplanation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model_version: str
+    score: float = Field(description="The model's score: bias + the sum of the contributions.")
+    bias: float
+    features: dict[str, float | None] = Field(description="Feature values (null: missing).")
+    contributions: dict[str, float] = Field(description="Each feature's share of the score (LightGBM pred_contrib).")
+
+
 class Explanation(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a test validates real responses: no undocumented field
     fused_score: float
@@ -81,6 +96,7 @@ class Explanation(BaseModel):
     lexical_rank: int | None
     vector_score: float | None
     vector_rank: int | None
+    learned: LearnedExplanation | None = None
 
 
 class ProductOut(BaseModel):
@@ -116,6 +132,7 @@ class SearchResponse(BaseModel):
     size: int
     total: int = Field(description="Results in the fixed window pages are cut from.")
     results: list[ResultOut]
+    reranked_by: str | None = Field(None, description="The learned model that ordered the results, if any.")
     timings_ms: dict[str, float] | None = None
 
 
@@ -125,15 +142,22 @@ class ErrorResponse(BaseModel):
     field: str | None = None
 
 
+class RerankerHealth(BaseModel):
+    state: Literal["off", "active", "degraded"]
+    version: str | None = None
+    reason: str | None = None
+
+
 class HealthResponse(BaseModel):
-    status: Literal["ok", "ready", "not_ready"]
+    status: Literal["ok", "ready", "degraded", "not_ready"]
     detail: str | None = None
     index_version: str | None = None
     products: int | None = None
     embedding_model: str | None = None
+    reranker: RerankerHealth | None = None
 
 
-def result_out(item: RankedProduct, rank: int, explain: bool) -> dict[str, Any]:
+def result_out(item: RankedProduct, rank: int, explain: bool, learned: dict[str, Any] | None = None) -> dict[str, Any]:
     hit = item.hit
     body = item.product.model_dump() | {"rank": rank, "score": hit.ranking_score}
     if explain:
@@ -143,5 +167,6 @@ def result_out(item: RankedProduct, rank: int, explain: bool) -> dict[str, Any]:
             "lexical_rank": hit.lexical_rank,
             "vector_score": hit.vector_score,
             "vector_rank": hit.vector_rank,
+            "learned": learned,
         }
     return body

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from relevance.api.params import parse_params
@@ -18,10 +20,21 @@ def search() -> ResponseReturnValue:
     services: Services = current_app.extensions["relevance"]
     params = parse_params(SearchParams, request.args)
     fusion = params.fusion_options(services.pipeline.default_fusion)
+    log_features = services.feature_log.wanted(params.log_features)
     result = services.pipeline.search(
-        params.q, params.filters(), page=params.page, size=params.size, mode=params.mode, fusion=fusion
+        params.q,
+        params.filters(),
+        page=params.page,
+        size=params.size,
+        mode=params.mode,
+        fusion=fusion,
+        rerank=params.rerank,
+        features=log_features,
     )
+    if log_features and result.rerank is not None:
+        services.feature_log.write(g.request_id, params.q, result.rerank)
     first_rank = (params.page - 1) * params.size + 1
+    learned = _learned_explanations(services, result) if params.explain else {}
     body = {
         "query": params.q,
         "mode": params.mode,
@@ -29,10 +42,29 @@ def search() -> ResponseReturnValue:
         "page": params.page,
         "size": params.size,
         "total": result.total,
-        "results": [result_out(item, first_rank + i, params.explain) for i, item in enumerate(result.results)],
+        "results": [
+            result_out(item, first_rank + i, params.explain, learned.get(item.product.product_id))
+            for i, item in enumerate(result.results)
+        ],
+        "reranked_by": result.rerank.model_version if result.rerank else None,
     }
     if params.explain:
         body["timings_ms"] = result.timings.stages_ms
     response = jsonify(body)
     response.headers["Server-Timing"] = server_timing(result.timings)
     return response
+
+
+def _learned_explanations(services: Services, result: Any) -> dict[str, dict[str, Any]]:
+    """Feature values and contributions of the page's results, when a model ordered them."""
+    detail = result.rerank
+    model = services.pipeline.reranker.model() if services.pipeline.reranker else None
+    if detail is None or detail.model_version is None or model is None or model.version != detail.model_version:
+        return {}
+    ids = [item.product.product_id for item in result.results]
+    explained = services.pipeline.reranker.explain(model, detail.rows_for(ids))
+    scores = {item.product.product_id: item.hit.ltr_score for item in result.results}
+    return {
+        pid: {"model_version": model.version, "score": scores[pid], **parts}
+        for pid, parts in zip(ids, explained, strict=True)
+    }

@@ -1,0 +1,47 @@
+"""Offline evaluation of a configured pipeline against judgments, in both modes.
+
+Judged-list mode reranks each query's judged products (``rank --candidates``);
+full-retrieval mode searches the whole catalog. The same code scores the serving
+configuration, with the learned reranker when one is active.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from relevance.filters import SearchFilters
+from relevance.judgments import JudgmentSet
+from relevance.metrics import evaluate_run
+from relevance.pipeline import SearchPipeline
+
+MODES = ("judged", "full")
+
+
+def runs_for(
+    pipeline: SearchPipeline,
+    judged: JudgmentSet,
+    depth: int,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, dict[str, list[str]]]:
+    """mode -> query id -> ranked product ids."""
+    runs: dict[str, dict[str, list[str]]] = {mode: {} for mode in MODES}
+    for done, qid in enumerate(judged.scorable(), start=1):
+        text, gains = judged.queries[qid], judged.gains[qid]
+        runs["judged"][qid] = [hit.product_id for hit in pipeline.rank_candidates(text, list(gains))]
+        hits = pipeline.ranked(text, SearchFilters(), depth=depth, candidates=max(pipeline.settings.candidates, depth))
+        runs["full"][qid] = [hit.product_id for hit in hits]
+        if progress:
+            progress(done)
+    return runs
+
+
+def per_query_metrics(
+    runs: dict[str, dict[str, list[str]]], judged: JudgmentSet, k: int
+) -> dict[str, dict[str, float]]:
+    """``"<mode>:<metric>" -> query id -> value`` over the scorable queries (README rules)."""
+    scorable = {qid: judged.gains[qid] for qid in judged.scorable()}
+    merged: dict[str, dict[str, float]] = {}
+    for mode in MODES:
+        for metric, values in evaluate_run(runs[mode], scorable, k).items():
+            merged[f"{mode}:{metric}"] = values
+    return merged

@@ -1,0 +1,251 @@
+"""The learned reranker end to end on the fixture catalog: features, training, serving,
+explanations, fallbacks, hot activation and served-feature logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relevance.api import create_app
+from relevance.embedder import Embedder
+from relevance.errors import NotFoundError
+from relevance.judgments import read_judgments
+from relevance.services import Services
+from reranker.catalog_stats import CatalogStats
+from reranker.feature_log import read_feature_logs
+from reranker.features import FEATURE_NAMES, FEATURE_SPEC, Candidate, compute_features
+from reranker.model import RankerModel, TrainingSet
+from reranker.registry import ModelRegistry
+from reranker.text import analyse
+from reranker.training import (
+    CollectOptions,
+    candidate_lists,
+    collect_from_logs,
+    label_scale,
+    train_and_save,
+    training_set,
+)
+from tests.conftest import CATALOG, DATA, make_services
+
+JUDGMENTS, QUERIES = DATA / "judgments.csv", DATA / "queries.csv"
+TINY = {"min_data_in_leaf": 2, "min_sum_hessian_in_leaf": 1e-6, "num_leaves": 7, "num_boost_round": 30}
+
+
+@pytest.fixture(scope="module")
+def ltr_services(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Services:
+    services = make_services(tmp_path_factory.mktemp("ltr"), embedder)
+    services.index_catalog(CATALOG)
+    return services
+
+
+@pytest.fixture(scope="module")
+def trained(ltr_services: Services) -> str:
+    judged = read_judgments(JUDGMENTS, queries_path=QUERIES)
+    options = CollectOptions()
+    lists = candidate_lists(ltr_services.pipeline, judged, judged.scorable(), options.lists)
+    data = training_set(lists, judged, label_scale(judged), options)
+    version, _ = train_and_save(
+        data, TrainingSet.empty(), ltr_services.pipeline.reranker.registry, scale=1.0, options=options, params=TINY
+    )
+    return version
+
+
+@pytest.fixture
+def active(ltr_services: Services, trained: str) -> Iterator[str]:
+    registry = ltr_services.pipeline.reranker.registry
+    registry.activate(trained)
+    yield trained
+    registry.deactivate()
+
+
+def features_by_name(rows: np.ndarray, row: int) -> dict[str, float]:
+    return dict(zip(FEATURE_NAMES, rows[row], strict=True))
+
+
+# ------------------------------------------------------------------- features
+def test_units_and_numbers_are_normalised() -> None:
+    assert analyse('1/2" pvc').quantities == analyse("0.5 inch pvc").quantities == {(0.5, "in")}
+    assert analyse("60-gallon heater").quantities == analyse("60 gal. heater").quantities == {(60.0, "gal")}
+    assert analyse("6-1/2 in. blade").quantities == {(6.5, "in")}
+    assert analyse("10 ft. x 12 ft.").quantities == {(10.0, "ft"), (12.0, "ft")}
+
+
+def test_spelling_is_corrected_against_the_catalog_vocabulary(ltr_services: Services) -> None:
+    from indexer.catalog import load_catalog
+
+    products = load_catalog(CATALOG, Path("/dev/null")).products * 3  # correction targets need 3 occurrences
+    stats = CatalogStats.build(products)
+    assert stats.correct("dewlat") == "dewalt"
+    assert stats.correct("cordless") == "cordless"
+    assert stats.correct("zzzzqqq") == "zzzzqqq"
+
+
+def test_feature_columns_mean_what_their_names_say(ltr_services: Services) -> None:
+    products = ltr_services.engine.get("products", ["k3", "k4", "d1"])
+    candidates = [
+        Candidate(products["k3"], 0.03, 1, lexical_score=9.0, lexical_rank=1, vector_rank=None, cosine=0.7),
+        Candidate(products["k4"], 0.02, 2, lexical_score=None, lexical_rank=None, vector_rank=1, cosine=0.6),
+        Candidate(products["d1"], 0.01, 3),
+    ]
+    rows = compute_features("1/2 inch pvc pipe", candidates, CatalogStats())
+    pvc, elbow, drill = (features_by_name(rows, i) for i in range(3))
+    assert rows.shape == (3, len(FEATURE_SPEC))
+    assert pvc["quantity_match"] == 1.0 and pvc["number_match"] == 1.0 and pvc["title_coverage"] == 1.0
+    assert elbow["quantity_match"] == 1.0 and elbow["title_coverage"] == 0.5
+    assert drill["quantity_match"] == 0.0 and drill["title_coverage"] == 0.0
+    assert pvc["lexical_score"] == 9.0 and math.isnan(elbow["lexical_score"]) and math.isnan(drill["vector_cosine"])
+    assert pvc["fused_rank"] == 1.0 and drill["fused_rank"] == 3.0
+    assert math.isnan(pvc["rating"]) and math.isnan(pvc["description_coverage"]), "absent fields are missing, not 0"
+    assert pvc["brand_coverage"] == 0.5 and pvc["brand_in_query"] == 0.0  # brand "Charlotte Pipe"
+    rows = compute_features("dewalt cordless drill driver", candidates[2:], CatalogStats())
+    drill = features_by_name(rows, 0)
+    assert drill["brand_in_query"] == 1.0 and drill["head_term_match"] == 1.0
+    assert math.isnan(drill["quantity_match"]), "no number in the query: not applicable"
+
+
+# ------------------------------------------------------------------- serving
+def test_explanations_sum_to_the_scores_and_order_the_page(ltr_services: Services, active: str) -> None:
+    client = create_app(services=ltr_services).test_client()
+    body = client.get("/search?q=cordless+drill&explain=true&size=20").get_json()
+    assert body["reranked_by"] == active
+    scores = [result["score"] for result in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    for result in body["results"]:
+        learned = result["explain"]["learned"]
+        assert learned["model_version"] == active and learned["score"] == result["score"]
+        assert set(learned["contributions"]) == set(FEATURE_NAMES)
+        assert learned["bias"] + sum(learned["contributions"].values()) == pytest.approx(result["score"], abs=1e-9)
+    assert len({r["score"] for r in body["results"]}) > 1, "a trained model tells products apart"
+
+
+def test_activation_and_rollback_apply_without_a_restart(ltr_services: Services, trained: str) -> None:
+    registry = ltr_services.pipeline.reranker.registry
+    client = create_app(services=ltr_services).test_client()
+    registry.deactivate()
+    assert client.get("/search?q=hammer").get_json()["reranked_by"] is None
+    registry.activate(trained)
+    assert client.get("/search?q=hammer").get_json()["reranked_by"] == trained
+    assert client.get("/search?q=hammer&rerank=false").get_json()["reranked_by"] is None
+    second = registry.save(
+        (registry.model_dir(trained) / "model.txt").read_text(),
+        json.loads((registry.model_dir(trained) / "meta.json").read_text()),
+    )
+    registry.activate(second)
+    assert client.get("/search?q=hammer").get_json()["reranked_by"] == second
+    assert registry.rollback() == trained
+    assert client.get("/search?q=hammer").get_json()["reranked_by"] == trained
+    registry.deactivate()
+    with pytest.raises(NotFoundError):
+        registry.activate("ltr-does-not-exist")
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing", "features"])
+def test_a_broken_model_falls_back_to_the_fused_order_and_reports_degraded(
+    ltr_services: Services, trained: str, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry: ModelRegistry = ltr_services.pipeline.reranker.registry
+    meta = json.loads((registry.model_dir(trained) / "meta.json").read_text())
+    text = (registry.model_dir(trained) / "model.txt").read_text()
+    if damage == "features":
+        meta["features"] = {**meta["features"], "title_coverage": 99}
+    broken = registry.save(text, meta)
+    model_file = registry.model_dir(broken) / "model.txt"
+    if damage == "corrupt":  # damaged on disk after training saved it
+        model_file.write_text("tree\nthis is not a model\n" + text[: len(text) // 3])
+    elif damage == "missing":
+        model_file.write_text("")  # truncated to nothing
+    client = create_app(services=ltr_services).test_client()
+    fused = client.get("/search?q=cordless+drill&rerank=false").get_json()
+    registry.activate(broken)
+    try:
+        with caplog.at_level(logging.ERROR, logger="reranker.serving"):
+            first = client.get("/search?q=cordless+drill").get_json()
+            client.get("/search?q=claw+hammer")
+        assert first["reranked_by"] is None
+        assert [r["product_id"] for r in first["results"]] == [r["product_id"] for r in fused["results"]]
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.get_json()["status"] == "degraded" and ready.get_json()["reranker"]["version"] == broken
+        assert ready.get_json()["reranker"]["reason"]
+        assert len([r for r in caplog.records if broken in r.getMessage()]) == 1, "said once, not per request"
+    finally:
+        registry.deactivate()
+    assert client.get("/readyz").get_json()["status"] == "ready"
+
+
+# ----------------------------------------------------------- feature logging
+def test_logged_features_reproduce_the_served_scores_exactly(ltr_services: Services, active: str) -> None:
+    client = create_app(services=ltr_services).test_client()
+    served = client.get("/search?q=cordless+drill&log_features=true&size=50").get_json()
+    logged = [r for r in read_feature_logs(ltr_services.settings.feature_log_dir) if r.query == "cordless drill"][-1]
+    assert logged.model_version == active
+    assert logged.product_ids[: len(served["results"])] == [r["product_id"] for r in served["results"]]
+    registry = ltr_services.pipeline.reranker.registry
+    model = RankerModel.from_text(
+        active,
+        (registry.model_dir(active) / "model.txt").read_text(),
+        json.loads((registry.model_dir(active) / "meta.json").read_text()),
+    )
+    rescored = model.predict(logged.features)
+    assert np.array_equal(rescored, logged.scores), "bit-for-bit the served scores"
+    assert [float(s) for s in rescored[: len(served["results"])]] == [r["score"] for r in served["results"]]
+    judged = read_judgments(JUDGMENTS, queries_path=QUERIES)
+    data = collect_from_logs(ltr_services.settings.feature_log_dir, judged, 1.0, CollectOptions())
+    group = data.query_ids.index(f"1:log:{logged.request_id}")  # joined to query 1 by its text
+    start = sum(data.groups[:group])
+    rows = data.features[start : start + data.groups[group]]
+    assert np.array_equal(rows, logged.features, equal_nan=True), "training reads exactly the served rows"
+    assert data.product_ids[start : start + data.groups[group]] == logged.product_ids
+
+
+def test_feature_logging_can_be_sampled(tmp_path: Path, embedder: Embedder) -> None:
+    services = make_services(tmp_path, embedder, feature_log_sample=1.0)
+    services.index_catalog(CATALOG)
+    client = create_app(services=services).test_client()
+    client.get("/search?q=drill")
+    client.get("/search?q=drill&mode=lexical")  # no query vector, no features: nothing to log
+    assert [r.query for r in read_feature_logs(services.settings.feature_log_dir)] == ["drill"]
+    off = make_services(tmp_path / "off", embedder)
+    assert not off.feature_log.wanted(False) and off.feature_log.wanted(True)
+
+
+# ------------------------------------------------------------------------ CLI
+def test_cli_train_models_and_evaluate(tmp_path: Path, embedder: Embedder) -> None:
+    from click.testing import CliRunner
+
+    from relevance.cli import main
+
+    make_services(tmp_path, embedder).index_catalog(CATALOG)
+    runner = CliRunner()
+    base = ["--data-dir", str(tmp_path)]
+    judgments = ["--judgments", str(JUDGMENTS), "--queries", str(QUERIES)]
+
+    trained = runner.invoke(main, [*base, "train", *judgments, "--valid-share", "0.3", "--activate", "--json"])
+    assert trained.exit_code == 0, trained.output
+    meta = json.loads(trained.output[trained.output.index("{") :])
+    assert meta["features"] == FEATURE_SPEC and meta["training"]["queries"] >= 5
+    assert meta["model_sha256"] and meta["validation"]["queries"] >= 1
+    listed = runner.invoke(main, [*base, "models", "list"])
+    assert f"* {meta['version']}" in listed.output
+    no_history = runner.invoke(main, [*base, "models", "rollback"])
+    assert no_history.exit_code != 0 and "nothing to roll back" in no_history.output
+
+    fused_only = tmp_path / "fused.toml"
+    fused_only.write_text(f'data_dir = "{tmp_path}"\nrerank = false\n')
+    report, html = tmp_path / "report.json", tmp_path / "report.html"
+    options = ["--vs", str(fused_only), "--samples", "500", "--out", str(report), "--html", str(html)]
+    evaluated = runner.invoke(main, [*base, "evaluate", *judgments, *options])
+    assert evaluated.exit_code == 0, evaluated.output
+    body = json.loads(report.read_text())
+    assert body["queries"] == 12
+    assert {"judged:ndcg@10", "full:ndcg@10", "full:map", "full:mrr", "full:err@10", "full:p@10"} <= set(
+        body["metrics"]
+    )
+    assert set(body["bootstrap"]) == set(body["metrics"]) and "full:ndcg@10" in evaluated.output
+    assert "<img" in html.read_text()

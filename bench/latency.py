@@ -5,7 +5,7 @@
 
 Real shopper queries are sent by 1 and then 8 concurrent clients. Reports client
 latency percentiles, throughput, and each server stage from the Server-Timing
-header (query embedding, lexical, vector, fusion, fetch); "response" is the rest of
+header (query embedding, lexical, vector, fusion, rerank, fetch); "response" is the rest of
 the client-measured time (Flask, JSON, HTTP). Then the layer's overhead: for the same
 queries, one client's /search time minus the time of the engine's own requests (the
 lexical search, the kNN search and the page fetch, sent straight through the adapter
@@ -124,6 +124,9 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1, help="per gunicorn worker")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--overhead-queries", type=int, default=300)
+    parser.add_argument(
+        "--rerank", choices=["on", "off"], default="on", help="serve with the active (or bundled) learned model"
+    )
     args = parser.parse_args()
 
     paths = home_depot_paths(args.data)
@@ -138,10 +141,12 @@ def main() -> None:
         "RELEVANCE_INDEX_ALIAS": settings.index_alias,
         "RELEVANCE_TORCH_THREADS": str(args.torch_threads),
         "RELEVANCE_ENGINE_URL": settings.engine_url,
+        "RELEVANCE_RERANK": "true" if args.rerank == "on" else "false",
     }
     results = []
     with Gunicorn(env, workers=args.workers) as server:
-        count = requests.get(f"{server.base}/readyz", timeout=10).json()["products"]
+        server_status = requests.get(f"{server.base}/readyz", timeout=10).json()
+        count = server_status["products"]
         run_clients(server.base, rng.sample(texts, args.warmup), 2, args.size)
         for clients in (1, 8):
             results.append(run_clients(server.base, rng.sample(texts, args.requests), clients, args.size))
@@ -155,6 +160,8 @@ def main() -> None:
                 "gunicorn_workers": args.workers,
                 "torch_threads_per_worker": args.torch_threads,
                 "page_size": args.size,
+                "rerank": args.rerank,
+                "reranker": server_status.get("reranker"),
                 "runs": results,
                 "layer_overhead": overhead,
                 "index_job": index_report,

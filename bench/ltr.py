@@ -32,7 +32,7 @@ from relevance.evaluation import ndcg_at_k
 from relevance.judgments import read_judgments
 from relevance.services import Services
 from relevance.significance import paired_bootstrap
-from reranker.catalog_stats import stats_path, write_version_stats
+from reranker.catalog_stats import STATS_VERSION, CatalogStats, stats_path, write_version_stats
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC
 from reranker.model import train_booster
 from reranker.training import CandidateList, CollectOptions, candidate_lists, label_scale, split_queries, training_set
@@ -41,7 +41,8 @@ from reranker.training import CandidateList, CollectOptions, candidate_lists, la
 def ensure_catalog_stats(services: Services, catalog: Path) -> None:
     """Indexes built before the reranker existed have no catalog statistics yet: compute them."""
     version = services.engine.alias_target(services.settings.index_alias)
-    if version and not stats_path(services.settings.data_dir, version).is_file():
+    path = stats_path(services.settings.data_dir, version) if version else None
+    if path and (not path.is_file() or CatalogStats.load(path).version != STATS_VERSION):
         products = load_catalog(catalog, services.settings.dead_letter_dir / "ltr-bench.jsonl").products
         write_version_stats(services.settings.catalog_stats_dir, version, products)
 
@@ -60,6 +61,18 @@ def cached_lists(services: Services, judged, eligible: list[str], cache_dir: Pat
     return lists
 
 
+def cached_baselines(services: Services, judged, eligible: list[str], cache_dir: Path):
+    version = services.engine.alias_target(services.settings.index_alias)
+    key = hashlib.sha256(json.dumps([version, eligible]).encode()).hexdigest()[:16]
+    path = cache_dir / f"baselines-{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    scores = score_methods(services, judged.queries, judged.gains, eligible)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(scores))
+    return scores
+
+
 def folds_of(query_ids: list[str], folds: int) -> dict[str, int]:
     return {q: int(hashlib.sha256(f"fold:{q}".encode()).hexdigest()[:8], 16) % folds for q in query_ids}
 
@@ -76,8 +89,10 @@ def main() -> None:
     parser.add_argument("--lists", default="window,judged", help="training lists: window, judged or both")
     parser.add_argument("--unjudged", choices=["negative", "drop", "sample"], default="negative")
     parser.add_argument("--unjudged-sample", type=int, default=50)
+    parser.add_argument("--judged-weight", type=float, default=1.0, help="row weight of judged-list groups")
     parser.add_argument("--valid-share", type=float, default=0.1, help="of each training fold, for early stopping")
     parser.add_argument("--bootstrap-samples", type=int, default=10000)
+    parser.add_argument("--param", action="append", default=[], help="LightGBM parameter override, key=value")
     args = parser.parse_args()
 
     paths = home_depot_paths(args.data)
@@ -93,13 +108,17 @@ def main() -> None:
     lists = cached_lists(services, judged, eligible, args.work_dir / "ltr-cache")
     collected_seconds = time.perf_counter() - started
     by_key = {(item.query_id, item.kind): item for item in lists}
-    judged_base, full_base = score_methods(services, judged.queries, judged.gains, eligible)
+    judged_base, full_base = cached_baselines(services, judged, eligible, args.work_dir / "ltr-cache")
     baseline_seconds = time.perf_counter() - started - collected_seconds
 
     scale = label_scale(judged)
     options = CollectOptions(
-        lists=tuple(args.lists.split(",")), unjudged=args.unjudged, unjudged_sample=args.unjudged_sample
+        lists=tuple(args.lists.split(",")),
+        unjudged=args.unjudged,
+        unjudged_sample=args.unjudged_sample,
+        judged_weight=args.judged_weight,
     )
+    params = {key: json.loads(value) for key, value in (p.split("=", 1) for p in args.param)}
     fold = folds_of(eligible, args.folds)
     ltr = {"judged_list": np.zeros(len(eligible)), "full_retrieval": np.zeros(len(eligible))}
     importance = np.zeros(len(FEATURE_NAMES))
@@ -111,7 +130,7 @@ def main() -> None:
         fit = training_set([i for i in lists if i.query_id in fit_set], judged, scale, options)
         stop_set = set(stop_queries)
         stop = training_set([i for i in lists if i.query_id in stop_set], judged, scale, options)
-        booster, report = train_booster(fit, stop, scale)
+        booster, report = train_booster(fit, stop, scale, params)
         rounds.append(report["best_iteration"])
         importance += booster.feature_importance(importance_type="gain")
         for position, qid in enumerate(eligible):
@@ -137,6 +156,8 @@ def main() -> None:
             "lists": list(options.lists),
             "unjudged": options.unjudged,
             "label_scale": scale,
+            "judged_weight": options.judged_weight,
+            "params": params,
             "best_iterations": rounds,
         },
     }

@@ -337,6 +337,13 @@ def _judgment_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--unjudged-sample", type=click.IntRange(1), default=50, show_default=True)
 @click.option(
+    "--judged-weight",
+    type=click.FloatRange(0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Row weight of judged-list groups against search-window groups.",
+)
+@click.option(
     "--from-logs",
     type=click.Path(exists=True, path_type=Path),
     help="Train on served-feature logs (file or directory) instead of fetching candidates.",
@@ -365,7 +372,12 @@ def train(ctx: click.Context, judgments: Path, queries: Path | None, grade_offse
     lists = tuple(part.strip() for part in options["lists"].split(","))
     if not set(lists) <= {"window", "judged"}:
         raise click.BadParameter("use window, judged or both", param_hint="--lists")
-    collect = CollectOptions(lists=lists, unjudged=options["unjudged"], unjudged_sample=options["unjudged_sample"])
+    collect = CollectOptions(
+        lists=lists,
+        unjudged=options["unjudged"],
+        unjudged_sample=options["unjudged_sample"],
+        judged_weight=options["judged_weight"],
+    )
     scale = label_scale(judged)
     fit_queries, valid_queries = split_queries(judged.scorable(), options["valid_share"])
     source = {"judgments": str(judgments), "grade_offset": grade_offset}
@@ -402,7 +414,7 @@ def models() -> None:
 def _registry(ctx: click.Context):
     from reranker.registry import ModelRegistry
 
-    return ModelRegistry(_settings(ctx).model_root)
+    return ModelRegistry(_settings(ctx).model_root, _settings(ctx).default_model)
 
 
 @models.command("list")
@@ -508,7 +520,7 @@ def _system_name(ctx: click.Context, label: str, config: Path | None = None) -> 
     if settings.rerank:
         from reranker.registry import ModelRegistry
 
-        model = ModelRegistry(settings.model_root).active_version() or "no model"
+        model = ModelRegistry(settings.model_root, settings.default_model).active_version() or "no model"
     return f"{label}: {settings.engine}, {settings.fusion} fusion, {model}"
 
 

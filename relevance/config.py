@@ -32,6 +32,9 @@ class FieldBoosts(BaseModel):
     description: float = Field(1.0, ge=0)
 
 
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+
+
 class Settings(BaseSettings):
     """Every setting of the layer. Environment variables use the ``RELEVANCE_`` prefix
     and ``__`` for nesting (``RELEVANCE_FIELD_BOOSTS__TITLE=4``)."""
@@ -78,6 +81,10 @@ class Settings(BaseSettings):
     vector_weight: float = Field(0.5, ge=0)
 
     rerank: bool = Field(True, description="Reorder hybrid results with the active learned model, when one is active.")
+    default_model: Path | None = Field(
+        BUNDLED_MODEL,
+        description="Model directory that serves until one is activated in data_dir (None: no bundled model).",
+    )
     rerank_window: int = Field(200, ge=1, le=2000, description="Top fused results the learned model reorders.")
     feature_log_sample: float = Field(
         0.0, ge=0, le=1, description="Share of /search requests whose served feature vectors are logged."

@@ -37,7 +37,7 @@ class Services:
             query_backend=settings.embedding_query_backend,
             cache_dir=settings.data_dir / "models",
         )
-        reranker = Reranker(ModelRegistry(settings.model_root))
+        reranker = Reranker(ModelRegistry(settings.model_root, settings.default_model))
         pipeline = SearchPipeline(engine, embedder, settings, reranker)
         return cls(
             settings, engine, embedder, pipeline, FeatureLog(settings.feature_log_dir, settings.feature_log_sample)

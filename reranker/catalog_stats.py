@@ -33,24 +33,36 @@ def category_level(category: str | None, depth: int = 2) -> str | None:
     return " > ".join(part.strip().lower() for part in category.split(">")[:depth])
 
 
+STATS_VERSION = 2
+BRAND_MIN_COUNT = 3  # a word is brand-like when it leads at least this many titles...
+BRAND_MIN_LEAD_SHARE = 0.5  # ...and leads at least this share of the titles it appears in
+
+
 @dataclass
 class CatalogStats:
+    version: int = STATS_VERSION
     documents: int = 0
     document_frequency: dict[str, int] = field(default_factory=dict)  # stem -> titles containing it
     words: dict[str, int] = field(default_factory=dict)  # surface word -> count, for spelling
     term_categories: dict[str, dict[str, float]] = field(default_factory=dict)  # stem -> category -> P(cat|stem)
+    brand_words: list[str] = field(default_factory=list)  # words that name brands (brand fields, leading words)
     _targets: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
     _corrections: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    _brands: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, products: Iterable[Product]) -> CatalogStats:
-        documents, frequency, words = 0, Counter(), Counter()
+        documents, frequency, words, leading, brands = 0, Counter(), Counter(), Counter(), set()
         by_term: dict[str, Counter] = defaultdict(Counter)
         for product in products:
             documents += 1
             analysed = analyse(product.title)
             frequency.update(analysed.stem_set)
-            words.update(analysed.words)
+            words.update(set(analysed.words))
+            if product.brand:
+                brands.update(analyse(product.brand).words)
+            elif analysed.words and product.title.lower().startswith(analysed.words[0]):
+                leading[analysed.words[0]] += 1  # catalogs without a brand field often lead with it
             category = category_level(product.category)
             if category:
                 for stem in analysed.stem_set:
@@ -59,7 +71,8 @@ class CatalogStats:
         for stem, counts in by_term.items():
             total = sum(counts.values())
             term_categories[stem] = {c: n / total for c, n in counts.most_common(TOP_CATEGORIES_PER_TERM)}
-        return cls(documents, dict(frequency), dict(words), term_categories)
+        brands.update(w for w, n in leading.items() if n >= BRAND_MIN_COUNT and n >= BRAND_MIN_LEAD_SHARE * words[w])
+        return cls(STATS_VERSION, documents, dict(frequency), dict(words), term_categories, sorted(brands))
 
     def idf(self, stem: str) -> float:
         """BM25's idf, with unseen terms as rare as a term seen once."""
@@ -80,10 +93,12 @@ class CatalogStats:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
+            "version": self.version,
             "documents": self.documents,
             "document_frequency": self.document_frequency,
             "words": self.words,
             "term_categories": self.term_categories,
+            "brand_words": self.brand_words,
         }
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(payload), encoding="utf-8")
@@ -92,7 +107,13 @@ class CatalogStats:
     @classmethod
     def load(cls, path: Path) -> CatalogStats:
         payload = json.loads(path.read_text(encoding="utf-8"))
+        payload.setdefault("version", 1)
         return cls(**payload)
+
+    def brand_set(self) -> frozenset[str]:
+        if self._brands is None:
+            self._brands = frozenset(self.brand_words)
+        return self._brands
 
 
 def stats_path(data_dir: Path, version: str) -> Path:
@@ -104,7 +125,7 @@ def write_version_stats(directory: Path, version: str, products: list[Product]) 
     digest = hashlib.sha256()
     for product in products:
         digest.update(f"{product.title}\x1f{product.category or ''}\x1e".encode())
-    cached = directory / "by-content" / f"{digest.hexdigest()[:32]}.json"
+    cached = directory / "by-content" / f"v{STATS_VERSION}-{digest.hexdigest()[:32]}.json"
     if not cached.is_file():
         CatalogStats.build(products).save(cached)
     target = directory / f"{version}.json"

@@ -66,6 +66,18 @@ FEATURES: tuple[Feature, ...] = (
     Feature("rating", 1, "product rating (NaN: none)"),
     Feature("rating_count", 1, "product rating count (NaN: none)"),
     Feature("popularity", 1, "product popularity (NaN: none)"),
+    Feature("trigram_dice", 1, "Dice overlap of query and title character 3-grams (misspellings, compounds)"),
+    Feature("trigram_containment", 1, "share of the query's character 3-grams found in the title"),
+    Feature("head_term_position", 1, "where the query's head word sits in the title: 1 = last word (NaN: absent)"),
+    Feature("query_brand_match", 1, "share of the query's brand words in the title or brand (NaN: none)"),
+    Feature("query_brand_conflict", 1, "the query names a brand and the product is another brand (NaN: unknown)"),
+    # Relative to the other candidates of the same list: raw scores vary a lot between queries.
+    Feature("list_size", 1, "candidates being reranked (a window of ~200, or a given candidate set)"),
+    Feature("lexical_ratio", 1, "BM25 score / the list's best BM25 score (NaN: not in the lexical list)"),
+    Feature("cosine_gap", 1, "the list's best cosine minus this candidate's"),
+    Feature("cosine_z", 1, "cosine as a z-score within the list"),
+    Feature("title_coverage_gap", 1, "the list's best title coverage minus this candidate's"),
+    Feature("fuzzy_term_gap", 1, "the list's best fuzzy_term_best minus this candidate's"),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 FEATURE_SPEC: dict[str, int] = {f.name: f.version for f in FEATURES}
@@ -107,6 +119,7 @@ def compute_features(query: str, candidates: Sequence[Candidate], stats: Catalog
 
     n_query, n_corrected = len(q_stems), len(corrected)
     n_bigrams, n_numbers, n_quantities = len(q.bigrams), len(q.numbers), len(q.quantities)
+    n_trigrams = len(q.trigrams)
     norm = BM25_K1 * (1 - BM25_B)
     per_length = BM25_K1 * BM25_B / TITLE_AVG_TERMS
     text_columns = []  # per candidate, the title-matching features, in FEATURES order
@@ -129,9 +142,12 @@ def compute_features(query: str, candidates: Sequence[Candidate], stats: Catalog
                 len(q.quantities & t.quantities) / n_quantities if n_quantities else NAN,
                 _quantity_conflict(q, t),
                 float(len(t.stems)),
+                2 * len(q.trigrams & t.trigrams) / (len(q.trigrams) + len(t.trigrams)) if t.trigrams else 0.0,
+                len(q.trigrams & t.trigrams) / n_trigrams if n_trigrams else NAN,
+                _head_position(head, t.stems),
             )
         )
-    text = np.array(text_columns, dtype=np.float64).reshape(len(candidates), 13)
+    text = np.array(text_columns, dtype=np.float64).reshape(len(candidates), 16)
     fields = np.array([_field_coverage(q_stems, c.product) for c in candidates], dtype=np.float64).reshape(-1, 4)
     category_keys = [category_level(c.product.category) if category_prior else None for c in candidates]
 
@@ -167,13 +183,60 @@ def compute_features(query: str, candidates: Sequence[Candidate], stats: Catalog
         "fuzzy_term_best": term_best,
         "query_terms": np.full(len(candidates), float(n_query)),
         "title_terms": text[:, 12],
+        "trigram_dice": text[:, 13],
+        "trigram_containment": text[:, 14],
+        "head_term_position": text[:, 15],
         "query_has_number": np.full(len(candidates), float(bool(q.numbers))),
         "price": column([c.product.price for c in candidates]),
         "rating": column([c.product.rating for c in candidates]),
         "rating_count": column([c.product.rating_count for c in candidates]),
         "popularity": column([c.product.popularity for c in candidates]),
     }
+    columns.update(_brand_agreement(q, candidates, stats))
+    columns.update(_relative_to_list(columns))
     return np.column_stack([columns[name] for name in FEATURE_NAMES])
+
+
+def _brand_agreement(q: Analysed, candidates: Sequence[Candidate], stats: CatalogStats) -> dict[str, np.ndarray]:
+    brands = stats.brand_set()
+    named = set(q.words) & brands
+    size = len(candidates)
+    if not named:
+        return {"query_brand_match": np.full(size, NAN), "query_brand_conflict": np.full(size, NAN)}
+    match, conflict = [], []
+    for candidate in candidates:
+        title = analyse(candidate.product.title)
+        if candidate.product.brand:
+            product_brand = set(analyse(candidate.product.brand).words)
+        else:
+            product_brand = {title.words[0]} & brands if title.words else set()
+        found = named & (set(title.words) | product_brand)
+        match.append(len(found) / len(named))
+        conflict.append(NAN if not product_brand else float(not (named & product_brand)))
+    return {"query_brand_match": np.asarray(match), "query_brand_conflict": np.asarray(conflict)}
+
+
+def _relative_to_list(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    size = len(columns["fused_rank"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lexical, cosine = columns["lexical_score"], columns["vector_cosine"]
+        best_lexical = np.nanmax(lexical) if np.any(~np.isnan(lexical)) else np.nan
+        known = cosine[~np.isnan(cosine)]
+        spread = known.std() if known.size else 0.0
+        return {
+            "list_size": np.full(size, float(size)),
+            "lexical_ratio": lexical / best_lexical if best_lexical and best_lexical > 0 else np.full(size, np.nan),
+            "cosine_gap": (known.max() - cosine) if known.size else np.full(size, np.nan),
+            "cosine_z": (cosine - known.mean()) / spread if spread > 0 else np.where(np.isnan(cosine), np.nan, 0.0),
+            "title_coverage_gap": _gap(columns["title_coverage"]),
+            "fuzzy_term_gap": _gap(columns["fuzzy_term_best"]),
+        }
+
+
+def _gap(values: np.ndarray) -> np.ndarray:
+    if not np.any(~np.isnan(values)):
+        return np.full(len(values), np.nan)
+    return np.nanmax(values) - values
 
 
 def _field_coverage(q_stems: list[str], product: Product) -> tuple[float, float, float, float]:
@@ -194,6 +257,13 @@ def _field_coverage(q_stems: list[str], product: Product) -> tuple[float, float,
         description_terms = analyse(product.description[:2000])
         description = _share(sum(s in description_terms.stem_set for s in q_stems), len(q_stems))
     return (*brand_values, category, description)
+
+
+def _head_position(head: str | None, title_stems: tuple[str, ...]) -> float:
+    if head is None or head not in title_stems:
+        return NAN
+    last = len(title_stems) - 1 - title_stems[::-1].index(head)
+    return (last + 1) / len(title_stems)
 
 
 def _quantity_conflict(q: Analysed, t: Analysed) -> float:

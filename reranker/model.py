@@ -42,6 +42,7 @@ class TrainingSet:
     groups: list[int]  # rows per query, in order
     query_ids: list[str]  # one per group
     product_ids: list[str] = field(default_factory=list)  # one per row
+    weights: np.ndarray | None = None  # one per row; scales each row's lambdarank gradient
 
     @classmethod
     def empty(cls) -> TrainingSet:
@@ -63,7 +64,8 @@ class TrainingSet:
                 groups.append(self.groups[i])
                 qids.append(qid)
         pids = [self.product_ids[r] for r in rows] if self.product_ids else []
-        return TrainingSet(self.features[rows], self.labels[rows], groups, qids, pids)
+        weights = self.weights[rows] if self.weights is not None else None
+        return TrainingSet(self.features[rows], self.labels[rows], groups, qids, pids, weights)
 
 
 def label_gains(max_label: int, scale: float) -> list[float]:
@@ -77,7 +79,9 @@ def train_booster(
     settings = {**DEFAULT_PARAMS, **(params or {})}
     max_label = int(max(train.labels.max(), valid.labels.max() if valid else 0))
     settings["label_gain"] = label_gains(max_label, label_scale)
-    dataset = lgb.Dataset(train.features, train.labels, group=train.groups, feature_name=list(FEATURE_NAMES))
+    dataset = lgb.Dataset(
+        train.features, train.labels, weight=train.weights, group=train.groups, feature_name=list(FEATURE_NAMES)
+    )
     valid_sets, callbacks, evals = [], [], {}
     if valid is not None and valid.groups:
         valid_sets = [lgb.Dataset(valid.features, valid.labels, group=valid.groups, reference=dataset)]

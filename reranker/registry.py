@@ -1,5 +1,9 @@
 """Model versions on disk: ``<data_dir>/rankers/<version>/{model.txt,meta.json}`` and an
 ``active.json`` pointer (with the activation history, for rollback) swapped atomically.
+
+A model can ship with the project (``default_model``, version name ``default``): it
+serves while no model was ever activated in this data directory. Once an operator
+activates, rolls back or deactivates, the pointer decides.
 """
 
 from __future__ import annotations
@@ -35,15 +39,21 @@ def _atomic_write(path: Path, text: str) -> None:
     temporary.replace(path)
 
 
+DEFAULT_VERSION = "default"
+
+
 class ModelRegistry:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, bundled: Path | None = None) -> None:
         self.root = root
+        self.bundled = bundled if bundled is not None and (bundled / MODEL_FILE).is_file() else None
 
     @property
     def active_path(self) -> Path:
         return self.root / ACTIVE_FILE
 
     def model_dir(self, version: str) -> Path:
+        if version == DEFAULT_VERSION and self.bundled is not None:
+            return self.bundled
         return self.root / version
 
     def save(self, model_text: str, meta: dict[str, Any]) -> str:
@@ -64,6 +74,9 @@ class ModelRegistry:
     def versions(self) -> list[ModelVersion]:
         active = self.active_version()
         found = []
+        if self.bundled is not None:
+            meta = json.loads((self.bundled / META_FILE).read_text(encoding="utf-8"))
+            found.append(ModelVersion(DEFAULT_VERSION, meta.get("created_at", ""), active == DEFAULT_VERSION, meta))
         for meta_path in sorted(self.root.glob(f"*/{META_FILE}")):
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             name = meta_path.parent.name
@@ -73,8 +86,8 @@ class ModelRegistry:
     def _pointer(self) -> dict[str, Any]:
         try:
             return json.loads(self.active_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {"version": None, "history": []}
+        except FileNotFoundError:  # never activated here: the bundled model, if any
+            return {"version": DEFAULT_VERSION if self.bundled else None, "history": []}
 
     def active_version(self) -> str | None:
         return self._pointer().get("version")

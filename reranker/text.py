@@ -120,6 +120,7 @@ class Analysed:
     numbers: frozenset[float]
     quantities: frozenset[tuple[float, str]]  # (value, unit)
     units: frozenset[str]
+    trigrams: frozenset[str]  # character 3-grams of the words, with word boundaries marked
 
 
 def stem_words(words: list[str]) -> list[str]:
@@ -148,4 +149,10 @@ def analyse(text: str) -> Analysed:
         numbers=frozenset(numbers),
         quantities=frozenset(quantities),
         units=frozenset(unit for _, unit in quantities),
+        trigrams=frozenset(g for word in words for g in _trigrams(word)),
     )
+
+
+def _trigrams(word: str) -> list[str]:
+    padded = f" {word} "
+    return [padded[i : i + 3] for i in range(len(padded) - 2)]

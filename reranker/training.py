@@ -40,6 +40,7 @@ class CollectOptions:
     lists: tuple[ListKind, ...] = ("window", "judged")
     unjudged: UnjudgedPolicy = "negative"
     unjudged_sample: int = 50
+    judged_weight: float = 1.0  # row weight of "judged" groups against "window" groups
     seed: int = 7
 
 
@@ -125,7 +126,7 @@ def training_set(
 ) -> TrainingSet:
     """Label the lists (unjudged candidates per ``options.unjudged``); groups with one grade are left out."""
     rng = random.Random(options.seed)
-    blocks, labels, groups, qids, pids = [], [], [], [], []
+    blocks, labels, groups, qids, pids, weights = [], [], [], [], [], []
     for item in lists:
         if item.kind not in options.lists:
             continue
@@ -137,18 +138,11 @@ def training_set(
         groups.append(len(keep))
         qids.append(f"{item.query_id}:{item.kind}")
         pids.extend(item.product_ids[i] for i in keep)
-    return _assemble(blocks, labels, groups, qids, pids)
-
-
-def collect(
-    pipeline: SearchPipeline,
-    judged: JudgmentSet,
-    query_ids: Sequence[str],
-    options: CollectOptions,
-    scale: float,
-    progress: Callable[[int], None] | None = None,
-) -> TrainingSet:
-    return training_set(candidate_lists(pipeline, judged, query_ids, options.lists, progress), judged, scale, options)
+        weights.append(np.full(len(keep), options.judged_weight if item.kind == "judged" else 1.0))
+    data = _assemble(blocks, labels, groups, qids, pids)
+    if options.judged_weight != 1.0 and weights:
+        data.weights = np.concatenate(weights)
+    return data
 
 
 def collect_from_logs(source: Path, judged: JudgmentSet, scale: float, options: CollectOptions) -> TrainingSet:

@@ -46,6 +46,8 @@ def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
 
 
 def make_services(data_dir: Path, embedder: Embedder, **overrides: object) -> Services:
+    # Without the bundled reranker unless a test asks for it: layer tests check the fused order.
+    overrides.setdefault("default_model", None)
     settings = load_settings(data_dir=data_dir, **overrides)
     services = Services.from_settings(settings)
     services.embedder = embedder

@@ -249,3 +249,27 @@ def test_cli_train_models_and_evaluate(tmp_path: Path, embedder: Embedder) -> No
     )
     assert set(body["bootstrap"]) == set(body["metrics"]) and "full:ndcg@10" in evaluated.output
     assert "<img" in html.read_text()
+
+
+# ------------------------------------------------------------ bundled model
+def test_the_bundled_model_loads_with_this_builds_features() -> None:
+    from relevance.config import BUNDLED_MODEL
+
+    meta = json.loads((BUNDLED_MODEL / "meta.json").read_text())
+    model = RankerModel.from_text("default", (BUNDLED_MODEL / "model.txt").read_text(), meta)
+    assert meta["features"] == FEATURE_SPEC, "features changed: retrain models/default (see bench/README.md)"
+    assert model.predict(np.zeros((3, len(FEATURE_NAMES)))).shape == (3,)
+
+
+def test_the_bundled_model_serves_until_an_operator_decides(tmp_path: Path, embedder: Embedder) -> None:
+    from relevance.config import BUNDLED_MODEL
+
+    services = make_services(tmp_path, embedder, default_model=BUNDLED_MODEL)
+    services.index_catalog(CATALOG)
+    client = create_app(services=services).test_client()
+    assert client.get("/search?q=drill").get_json()["reranked_by"] == "default"
+    assert client.get("/readyz").get_json()["reranker"] == {"state": "active", "version": "default", "reason": None}
+    services.pipeline.reranker.registry.deactivate()
+    assert client.get("/search?q=drill").get_json()["reranked_by"] is None
+    services.pipeline.reranker.registry.rollback()
+    assert client.get("/search?q=drill").get_json()["reranked_by"] == "default"

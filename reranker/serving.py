@@ -26,6 +26,7 @@ from reranker.registry import META_FILE, MODEL_FILE, ModelRegistry
 
 log = logging.getLogger(__name__)
 STATS_TTL_SECONDS = 5.0
+_NOT_LOADED = object()  # no pointer file is a state too (the bundled model), so None cannot mean "not read"
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Reranker:
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
         self._lock = threading.Lock()
-        self._pointer_key: tuple[int, int, int] | None = None
+        self._pointer_key: tuple[int, int, int] | None | object = _NOT_LOADED
         self._model: RankerModel | None = None
         self._status = RerankerStatus("off", None)
         self._reported: set[tuple[str | None, str]] = set()

@@ -6,7 +6,9 @@
 Scoring follows ../shared/data/README.md exactly: gain = relevance - 1, exponential
 gain, log2 discount; queries whose judged products all share one relevance are
 skipped; full retrieval counts unjudged products as gain 0 with the ideal from the
-judged products. Prints one JSON object.
+judged products. The engine's native hybrid variants (``fusion_backend=engine``) are
+scored the same way where the engine has them; otherwise the JSON says why not. No
+learned reranking here (bench/ltr.py measures it). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bench.common import (
     read_queries,
 )
 from relevance.embedder import Embedder
+from relevance.errors import EngineFeatureUnavailable
 from relevance.evaluation import ndcg_at_k
 from relevance.filters import SearchFilters
 from relevance.pipeline import FusionOptions
@@ -54,6 +57,35 @@ class MemoQueries:
         if text not in self._vectors:
             self._vectors[text] = self._inner.encode_query(text)
         return self._vectors[text]
+
+
+NATIVE = {
+    "native_rrf": FusionOptions(method="rrf", rrf_k=60, backend="engine"),
+    "native_linear": FusionOptions(
+        method="linear", normalization="minmax", lexical_weight=0.5, vector_weight=0.5, backend="engine"
+    ),
+}
+
+
+def native_fusion(services: Services, queries: dict[str, str], judgments, eligible: list[str]) -> dict:
+    """The engine's own hybrid search, scored like the rest, or why the engine cannot run it."""
+    results = {}
+    for name, fusion in NATIVE.items():
+        try:
+            judged, full = [], []
+            for qid in tqdm(eligible, desc=name, file=sys.stderr):
+                text, gains = queries[qid], judgments[qid]
+                ranked = services.pipeline.rank_candidates(text, list(gains), fusion=fusion, rerank=False)
+                judged.append(ndcg_at_k([h.product_id for h in ranked], gains))
+                retrieved = services.pipeline.ranked(text, SearchFilters(), fusion=fusion, depth=10, rerank=False)
+                full.append(ndcg_at_k([h.product_id for h in retrieved], gains))
+            results[name] = {
+                "judged_list": round(float(np.mean(judged)), 4),
+                "full_retrieval": round(float(np.mean(full)), 4),
+            }
+        except EngineFeatureUnavailable as exc:
+            results[name] = {"unavailable": exc.detail}
+    return results
 
 
 def score_methods(
@@ -90,6 +122,7 @@ def main() -> None:
     started = time.perf_counter()
     services.pipeline.embedder = MemoQueries(services.embedder)  # type: ignore[assignment]
     judged_list, full = score_methods(services, queries, judgments, eligible)
+    native = native_fusion(services, queries, judgments, eligible)
     result = {
         "dataset": f"home_depot dev split ({args.data})",
         "engine": args.engine,
@@ -97,6 +130,7 @@ def main() -> None:
         "metric": "NDCG@10",
         "judged_list": {name: round(float(np.mean(v)), 4) for name, v in judged_list.items()},
         "full_retrieval": {name: round(float(np.mean(v)), 4) for name, v in full.items()},
+        "native_fusion": native,
         "settings": {"candidates": services.settings.candidates, "rrf_k": 60, "linear": "minmax 0.5/0.5"},
         "seconds": round(time.perf_counter() - started, 1),
         "index_job": index_report,

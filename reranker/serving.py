@@ -43,7 +43,7 @@ class Reranker:
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
         self._lock = threading.Lock()
-        self._pointer_key: tuple[int, int, int] | None | object = _NOT_LOADED
+        self._pointer_key: tuple[int, int, int] | object | None = _NOT_LOADED
         self._model: RankerModel | None = None
         self._status = RerankerStatus("off", None)
         self._reported: set[tuple[str | None, str]] = set()

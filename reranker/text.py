@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
-from fractions import Fraction
 from functools import lru_cache
+from typing import NamedTuple
 
 import Stemmer
 
@@ -99,19 +98,20 @@ def quantities_in(lowered: str) -> list[tuple[str, str | None]]:
 
 
 def parse_number(raw: str) -> float | None:
-    raw = re.sub(r"\s+", " ", raw.strip())
+    """'1/2' -> 0.5, '6-1/2' and '6 1/2' -> 6.5, '.105' -> 0.105 (rounded to 4 places)."""
+    raw = " ".join(raw.split())
     try:
         if "/" in raw:
             whole, _, fraction = raw.replace("-", " ").rpartition(" ")
-            value = Fraction(fraction) + (int(whole) if whole.strip() else 0)
-            return round(float(value), 4)
+            numerator, _, denominator = fraction.partition("/")
+            value = float(numerator) / float(denominator) + (float(whole) if whole.strip() else 0.0)
+            return round(value, 4)
         return round(float(raw), 4)
     except (ValueError, ZeroDivisionError):
         return None
 
 
-@dataclass(frozen=True)
-class Analysed:
+class Analysed(NamedTuple):  # a NamedTuple: built for every new title at serving time, so cheap to make
     text: str  # lowercased, whitespace collapsed
     words: tuple[str, ...]  # letters-only tokens, stop words dropped, in order
     stems: tuple[str, ...]
@@ -123,21 +123,40 @@ class Analysed:
     trigrams: frozenset[str]  # character 3-grams of the words, with word boundaries marked
 
 
+# Per-word caches: a catalog's vocabulary is small, and serving analyses titles it has
+# not seen yet on most queries, so each word is stemmed and split into 3-grams once.
+_STEMS: dict[str, str] = {}
+_WORD_TRIGRAMS: dict[str, frozenset[str]] = {}
+_DIGIT = re.compile(r"\d")
+
+
 def stem_words(words: list[str]) -> list[str]:
-    return _STEMMER.stemWords(words)
+    missing = [w for w in words if w not in _STEMS]
+    if missing:
+        _STEMS.update(zip(missing, _STEMMER.stemWords(missing), strict=True))
+    return [_STEMS[w] for w in words]
+
+
+def _trigrams(word: str) -> frozenset[str]:
+    grams = _WORD_TRIGRAMS.get(word)
+    if grams is None:
+        padded = f" {word} "
+        grams = _WORD_TRIGRAMS[word] = frozenset(padded[i : i + 3] for i in range(len(padded) - 2))
+    return grams
 
 
 @lru_cache(maxsize=200_000)
 def analyse(text: str) -> Analysed:
     lowered = " ".join(text.lower().split())
     numbers, quantities = set(), set()
-    for raw, unit in quantities_in(lowered):
-        value = parse_number(raw)
-        if value is None:
-            continue
-        numbers.add(value)
-        if unit:
-            quantities.add((value, unit))
+    if _DIGIT.search(lowered):
+        for raw, unit in quantities_in(lowered):
+            value = parse_number(raw)
+            if value is None:
+                continue
+            numbers.add(value)
+            if unit:
+                quantities.add((value, unit))
     words = [w for w in _WORD.findall(lowered) if w not in STOP_WORDS and w not in _UNIT_OF]
     stems = stem_words(words)
     return Analysed(
@@ -149,10 +168,5 @@ def analyse(text: str) -> Analysed:
         numbers=frozenset(numbers),
         quantities=frozenset(quantities),
         units=frozenset(unit for _, unit in quantities),
-        trigrams=frozenset(g for word in words for g in _trigrams(word)),
+        trigrams=frozenset().union(*(_trigrams(w) for w in words)),
     )
-
-
-def _trigrams(word: str) -> list[str]:
-    padded = f" {word} "
-    return [padded[i : i + 3] for i in range(len(padded) - 2)]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -125,50 +125,61 @@ def training_set(
     lists: Sequence[CandidateList], judged: JudgmentSet, scale: float, options: CollectOptions
 ) -> TrainingSet:
     """Label the lists (unjudged candidates per ``options.unjudged``); groups with one grade are left out."""
-    rng = random.Random(options.seed)
-    blocks, labels, groups, qids, pids, weights = [], [], [], [], [], []
-    for item in lists:
-        if item.kind not in options.lists:
-            continue
-        keep, group_labels = _labels(item.product_ids, judged.gains[item.query_id], scale, options, rng)
-        if len(set(group_labels.tolist())) < 2:
-            continue  # one grade only: nothing for a ranking objective to learn
-        blocks.append(item.features[keep])
-        labels.append(group_labels)
-        groups.append(len(keep))
-        qids.append(f"{item.query_id}:{item.kind}")
-        pids.extend(item.product_ids[i] for i in keep)
-        weights.append(np.full(len(keep), options.judged_weight if item.kind == "judged" else 1.0))
-    data = _assemble(blocks, labels, groups, qids, pids)
-    if options.judged_weight != 1.0 and weights:
-        data.weights = np.concatenate(weights)
-    return data
+    return _labelled(
+        (
+            (
+                item.query_id,
+                f"{item.query_id}:{item.kind}",
+                item.product_ids,
+                item.features,
+                options.judged_weight if item.kind == "judged" else 1.0,
+            )
+            for item in lists
+            if item.kind in options.lists
+        ),
+        judged,
+        scale,
+        options,
+    )
 
 
 def collect_from_logs(source: Path, judged: JudgmentSet, scale: float, options: CollectOptions) -> TrainingSet:
     """Training rows straight from served-feature logs, joined to judgments by query text."""
     by_text = {text.strip().lower(): qid for qid, text in judged.queries.items()}
+    joined = (
+        (qid, f"{qid}:log:{logged.request_id}", logged.product_ids, logged.features, 1.0)
+        for logged in read_feature_logs(source)
+        if (qid := by_text.get(logged.query.strip().lower())) is not None and qid in judged.gains
+    )
+    return _labelled(joined, judged, scale, options)
+
+
+def _labelled(
+    groups_in: Iterable[tuple[str, str, list[str], np.ndarray, float]],
+    judged: JudgmentSet,
+    scale: float,
+    options: CollectOptions,
+) -> TrainingSet:
+    """(query id, group id, product ids, feature rows, row weight) groups -> a labelled TrainingSet."""
     rng = random.Random(options.seed)
-    blocks, labels, groups, qids, pids = [], [], [], [], []
-    for logged in read_feature_logs(source):
-        qid = by_text.get(logged.query.strip().lower())
-        if qid is None or qid not in judged.gains:
-            continue
-        keep, group_labels = _labels(logged.product_ids, judged.gains[qid], scale, options, rng)
+    blocks, labels, groups, group_ids, pids, weights = [], [], [], [], [], []
+    for query_id, group_id, product_ids, features, weight in groups_in:
+        keep, group_labels = _labels(product_ids, judged.gains[query_id], scale, options, rng)
         if len(set(group_labels.tolist())) < 2:
-            continue
-        blocks.append(logged.features[keep])
+            continue  # one grade only: nothing for a ranking objective to learn
+        blocks.append(features[keep])
         labels.append(group_labels)
         groups.append(len(keep))
-        qids.append(f"{qid}:log:{logged.request_id}")
-        pids.extend(logged.product_ids[i] for i in keep)
-    return _assemble(blocks, labels, groups, qids, pids)
-
-
-def _assemble(blocks, labels, groups, qids, pids) -> TrainingSet:
+        group_ids.append(group_id)
+        pids.extend(product_ids[i] for i in keep)
+        weights.append(np.full(len(keep), weight))
     if not blocks:
         return TrainingSet.empty()
-    return TrainingSet(np.vstack(blocks), np.concatenate(labels), groups, qids, pids)
+    data = TrainingSet(np.vstack(blocks), np.concatenate(labels), groups, group_ids, pids)
+    row_weights = np.concatenate(weights)
+    if np.any(row_weights != 1.0):
+        data.weights = row_weights
+    return data
 
 
 def ndcg_by_group(data: TrainingSet, scores: np.ndarray, scale: float, k: int = 10) -> dict[str, float]:

@@ -22,7 +22,7 @@ from indexer.product_text import product_text
 from relevance.embedder import Embedder
 from relevance.engines.base import IndexedProduct, SearchEngine
 from relevance.errors import CatalogError, EngineError
-from reranker.catalog_stats import write_version_stats
+from reranker.catalog_stats import remove_version_stats, write_version_stats
 
 log = logging.getLogger(__name__)
 UPSERT_BATCH = 1000
@@ -137,12 +137,12 @@ def run_index_job(
         log.warning("index job failed; dropping half-built version %s", version)
         engine.drop_version(version)
         if catalog_stats_dir is not None:
-            (catalog_stats_dir / f"{version}.json").unlink(missing_ok=True)
+            remove_version_stats(catalog_stats_dir, version)
         raise
     pruned = prune_versions(engine, alias, keep_versions)
     if catalog_stats_dir is not None:
         for name in pruned:
-            (catalog_stats_dir / f"{name}.json").unlink(missing_ok=True)
+            remove_version_stats(catalog_stats_dir, name)
     elapsed = time.perf_counter() - started
     return IndexReport(summary.as_dict(), version, previous, dead_letter_path, embedding_stats, elapsed, pruned, checks)
 

@@ -8,8 +8,7 @@ scores and ranks kept for explanations.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -19,8 +18,7 @@ FusionMethod = Literal["rrf", "linear"]
 Normalization = Literal["minmax", "zscore"]
 
 
-@dataclass(frozen=True)
-class FusedHit:
+class FusedHit(NamedTuple):  # immutable and ~5x cheaper to build than a frozen dataclass: hundreds per search
     product_id: str
     score: float
     lexical_score: float | None
@@ -34,9 +32,21 @@ class FusedHit:
         """The score the list is ordered by: the reranker's when it ran, else the fused one."""
         return self.score if self.ltr_score is None else self.ltr_score
 
+    def reranked(self, ltr_score: float) -> FusedHit:
+        return FusedHit(*self[:-1], ltr_score)  # positional: several times cheaper than _replace
+
     @property
     def best_rank(self) -> int:
         return min(rank for rank in (self.lexical_rank, self.vector_rank) if rank is not None)
+
+
+class _Absent:
+    """Stands in for the list a product is missing from: no score, no rank."""
+
+    score = rank = None
+
+
+_MISSING, _NO_RANK = _Absent(), float("inf")
 
 
 def rrf_scores(ranks: Sequence[int | None], k: float) -> float:
@@ -76,13 +86,12 @@ def fuse(
     vec = {hit.product_id: hit for hit in vector}
     ids = list(dict.fromkeys([*lex, *vec]))
     if method == "rrf":
-        fused_scores = {
-            pid: rrf_scores([lex[pid].rank if pid in lex else None, vec[pid].rank if pid in vec else None], rrf_k)
-            for pid in ids
-        }
+        lex_part = {pid: 1.0 / (rrf_k + hit.rank) for pid, hit in lex.items()}
+        vec_part = {pid: 1.0 / (rrf_k + hit.rank) for pid, hit in vec.items()}
+        fused_scores = {pid: lex_part.get(pid, 0.0) + vec_part.get(pid, 0.0) for pid in ids}
     elif method == "linear":
-        lex_norm = dict(zip(lex, normalise([h.score for h in lexical], normalization), strict=True))
-        vec_norm = dict(zip(vec, normalise([h.score for h in vector], normalization), strict=True))
+        lex_norm = dict(zip(lex, normalise([h.score for h in lexical], normalization).tolist(), strict=True))
+        vec_norm = dict(zip(vec, normalise([h.score for h in vector], normalization).tolist(), strict=True))
         lex_floor = min(lex_norm.values(), default=0.0)
         vec_floor = min(vec_norm.values(), default=0.0)
         fused_scores = {
@@ -91,19 +100,18 @@ def fuse(
         }
     else:
         raise ValueError(f"unknown fusion method {method!r}")
-    hits = [
-        FusedHit(
-            pid,
-            float(fused_scores[pid]),
-            lex[pid].score if pid in lex else None,
-            lex[pid].rank if pid in lex else None,
-            vec[pid].score if pid in vec else None,
-            vec[pid].rank if pid in vec else None,
-        )
-        for pid in ids
+    # Sort plain tuples, then build the hits: the hot path of every search, so no per-hit properties here.
+    missing = _MISSING
+    keyed = []
+    for pid in ids:
+        lexical_hit, vector_hit = lex.get(pid, missing), vec.get(pid, missing)
+        best = min(lexical_hit.rank or _NO_RANK, vector_hit.rank or _NO_RANK)
+        keyed.append((-fused_scores[pid], best, pid, lexical_hit, vector_hit))
+    keyed.sort(key=lambda item: item[:3])
+    return [
+        FusedHit(pid, -negative, lexical_hit.score, lexical_hit.rank, vector_hit.score, vector_hit.rank)
+        for negative, _, pid, lexical_hit, vector_hit in keyed
     ]
-    hits.sort(key=lambda hit: (-hit.score, hit.best_rank, hit.product_id))
-    return hits
 
 
 def single_list(hits: Sequence[EngineHit], *, lexical: bool) -> list[FusedHit]:

@@ -94,13 +94,6 @@ class SearchResult:
     rerank: RerankDetail | None = None
 
 
-def _with_ltr_score(hit: FusedHit, score: float) -> FusedHit:
-    # Positional construction: dataclasses.replace costs more than the rest of a row's bookkeeping.
-    return FusedHit(
-        hit.product_id, hit.score, hit.lexical_score, hit.lexical_rank, hit.vector_score, hit.vector_rank, score
-    )
-
-
 class SearchPipeline:
     def __init__(
         self, engine: SearchEngine, embedder: Embedder, settings: Settings, reranker: Reranker | None = None
@@ -177,24 +170,28 @@ class SearchPipeline:
         products = self.engine.get(self.alias, [hit.product_id for hit in hits])
         kept = [hit for hit in hits if hit.product_id in products]
         missing = [hit.product_id for hit in kept if hit.vector_score is None]
-        stored = self.engine.get_vectors(self.alias, missing) if missing else {}
-        candidates = []
-        for position, hit in enumerate(kept, start=1):
-            cosine = hit.vector_score
-            if cosine is None and hit.product_id in stored:
-                cosine = float(np.dot(stored[hit.product_id], query_vector))
-            candidates.append(
-                Candidate(
-                    products[hit.product_id],
-                    hit.score,
-                    position,
-                    hit.lexical_score,
-                    hit.lexical_rank,
-                    hit.vector_rank,
-                    cosine,
-                )
+        cosines = self._cosines(missing, query_vector)
+        candidates = [
+            Candidate(
+                products[hit.product_id],
+                hit.score,
+                position,
+                hit.lexical_score,
+                hit.lexical_rank,
+                hit.vector_rank,
+                cosines.get(hit.product_id) if hit.vector_score is None else hit.vector_score,
             )
+            for position, hit in enumerate(kept, start=1)
+        ]
         return kept, compute_features(text, candidates, self.catalog_stats.current()), products
+
+    def _cosines(self, product_ids: list[str], query_vector: np.ndarray) -> dict[str, float]:
+        """Cosines of products the kNN list did not score, from their stored (normalised) vectors."""
+        stored = self.engine.get_vectors(self.alias, product_ids) if product_ids else {}
+        if not stored:
+            return {}
+        scores = np.stack(list(stored.values())) @ query_vector
+        return dict(zip(stored, scores.tolist(), strict=True))
 
     def _rerank(
         self, text: str, query_vector: np.ndarray, window: list[FusedHit], model: RankerModel | None
@@ -205,7 +202,7 @@ class SearchPipeline:
             return kept, RerankDetail(None, ids, rows, None, products)
         scores = model.predict(rows) if len(kept) else np.zeros(0)
         order = np.argsort(-scores, kind="stable")  # ties keep the fused order
-        hits = [_with_ltr_score(kept[i], float(scores[i])) for i in order]
+        hits = [kept[i].reranked(score) for i, score in zip(order.tolist(), scores[order].tolist(), strict=True)]
         detail = RerankDetail(model.version, [h.product_id for h in hits], rows[order], scores[order], products)
         return hits, detail
 

@@ -1,9 +1,10 @@
 """Catalog statistics the features need: term document frequencies, the vocabulary for
-spelling correction, and which categories each term points to.
+spelling correction, which categories each term points to, and every product's
+analysed text (reranker.product_texts).
 
 Computed by the index job from the catalog it indexes and stored per index version
-(``<data_dir>/catalog_stats/<version>.json``), so training and serving read the same
-numbers for the same index.
+(``<data_dir>/catalog_stats/<version>.json`` and ``<version>.texts.npz``), so training
+and serving read the same numbers for the same index.
 """
 
 from __future__ import annotations
@@ -20,20 +21,15 @@ from pathlib import Path
 from rapidfuzz import fuzz, process
 
 from indexer.product import Product
-from reranker.text import analyse
+from reranker.product_texts import ProductTexts
+from reranker.text import analyse, category_level
 
 TOP_CATEGORIES_PER_TERM = 8
 SPELLING_MIN_SCORE = 80.0  # rapidfuzz ratio; below it a word is left as typed
 SPELLING_MIN_COUNT = 3  # words rarer than this in the catalog are not correction targets
 
 
-def category_level(category: str | None, depth: int = 2) -> str | None:
-    if not category:
-        return None
-    return " > ".join(part.strip().lower() for part in category.split(">")[:depth])
-
-
-STATS_VERSION = 2
+STATS_VERSION = 3
 BRAND_MIN_COUNT = 3  # a word is brand-like when it leads at least this many titles...
 BRAND_MIN_LEAD_SHARE = 0.5  # ...and leads at least this share of the titles it appears in
 
@@ -46,12 +42,14 @@ class CatalogStats:
     words: dict[str, int] = field(default_factory=dict)  # surface word -> count, for spelling
     term_categories: dict[str, dict[str, float]] = field(default_factory=dict)  # stem -> category -> P(cat|stem)
     brand_words: list[str] = field(default_factory=list)  # words that name brands (brand fields, leading words)
+    texts: ProductTexts = field(default_factory=ProductTexts.empty, repr=False, compare=False)
     _targets: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
     _corrections: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     _brands: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, products: Iterable[Product]) -> CatalogStats:
+        products = list(products)
         documents, frequency, words, leading, brands = 0, Counter(), Counter(), Counter(), set()
         by_term: dict[str, Counter] = defaultdict(Counter)
         for product in products:
@@ -72,7 +70,9 @@ class CatalogStats:
             total = sum(counts.values())
             term_categories[stem] = {c: n / total for c, n in counts.most_common(TOP_CATEGORIES_PER_TERM)}
         brands.update(w for w, n in leading.items() if n >= BRAND_MIN_COUNT and n >= BRAND_MIN_LEAD_SHARE * words[w])
-        return cls(STATS_VERSION, documents, dict(frequency), dict(words), term_categories, sorted(brands))
+        stats = cls(STATS_VERSION, documents, dict(frequency), dict(words), term_categories, sorted(brands))
+        stats.texts = ProductTexts.build(products, stats.brand_set())
+        return stats
 
     def idf(self, stem: str) -> float:
         """BM25's idf, with unseen terms as rare as a term seen once."""
@@ -100,6 +100,7 @@ class CatalogStats:
             "term_categories": self.term_categories,
             "brand_words": self.brand_words,
         }
+        self.texts.save(texts_path(path))
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(payload), encoding="utf-8")
         temporary.replace(path)
@@ -108,7 +109,10 @@ class CatalogStats:
     def load(cls, path: Path) -> CatalogStats:
         payload = json.loads(path.read_text(encoding="utf-8"))
         payload.setdefault("version", 1)
-        return cls(**payload)
+        stats = cls(**payload)
+        if texts_path(path).is_file():
+            stats.texts = ProductTexts.load(texts_path(path))
+        return stats
 
     def brand_set(self) -> frozenset[str]:
         if self._brands is None:
@@ -120,14 +124,26 @@ def stats_path(data_dir: Path, version: str) -> Path:
     return data_dir / "catalog_stats" / f"{version}.json"
 
 
+def texts_path(stats_file: Path) -> Path:
+    return stats_file.with_name(stats_file.name.removesuffix(".json") + ".texts.npz")
+
+
 def write_version_stats(directory: Path, version: str, products: list[Product]) -> Path:
     """Save the catalog's statistics for ``version``; an unchanged catalog reuses the last computation."""
     digest = hashlib.sha256()
     for product in products:
-        digest.update(f"{product.title}\x1f{product.category or ''}\x1e".encode())
+        fields = (product.product_id, product.title, product.brand, product.category, product.description)
+        digest.update("\x1f".join(value or "" for value in fields).encode() + b"\x1e")
     cached = directory / "by-content" / f"v{STATS_VERSION}-{digest.hexdigest()[:32]}.json"
-    if not cached.is_file():
+    if not (cached.is_file() and texts_path(cached).is_file()):
         CatalogStats.build(products).save(cached)
     target = directory / f"{version}.json"
+    shutil.copyfile(texts_path(cached), texts_path(target))
     shutil.copyfile(cached, target)
     return target
+
+
+def remove_version_stats(directory: Path, version: str) -> None:
+    target = directory / f"{version}.json"
+    target.unlink(missing_ok=True)
+    texts_path(target).unlink(missing_ok=True)

@@ -5,21 +5,24 @@ and is refused at serving time if they differ. Values are float64 and a feature 
 does not apply (no number in the query, no brand on the product) is NaN, which
 LightGBM treats as missing the same way in training and in serving.
 
-Per-candidate work is set arithmetic on analyses cached per title (reranker.text), and
-the fuzzy scores run vectorised through rapidfuzz over all candidates at once; nothing
-here calls the engine.
+Products arrive analysed (reranker.product_texts: term ids per product, computed by the
+index job), so per-candidate work is numpy over the candidates' gathered rows, and the
+fuzzy scores run through rapidfuzz over all candidates at once; nothing here calls the
+engine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from rapidfuzz import fuzz, process
 
 from indexer.product import Product
-from reranker.catalog_stats import CatalogStats, category_level
+from reranker.catalog_stats import CatalogStats
+from reranker.product_texts import BIGRAM_SHIFT, UNIT_IDS, Rows, TextBatch
 from reranker.text import Analysed, analyse, stem_words
 
 NAN = float("nan")
@@ -84,8 +87,7 @@ FEATURE_SPEC: dict[str, int] = {f.name: f.version for f in FEATURES}
 BM25_K1, BM25_B, TITLE_AVG_TERMS = 1.2, 0.75, 10.0
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):  # a NamedTuple: 200 are built per reranked search
     """One product to score for one query, with what retrieval already knows about it."""
 
     product: Product
@@ -97,123 +99,225 @@ class Candidate:
     cosine: float | None = None
 
 
-def _share(part: int, whole: int) -> float:
-    return part / whole if whole else NAN
-
-
 def compute_features(query: str, candidates: Sequence[Candidate], stats: CatalogStats) -> np.ndarray:
     """The (len(candidates), len(FEATURES)) matrix, columns in FEATURE_NAMES order."""
     if not candidates:
         return np.zeros((0, len(FEATURES)))
     q = analyse(query)
-    q_stems = list(dict.fromkeys(q.stems))
-    corrected = list(dict.fromkeys(stem_words([stats.correct(word) for word in q.words])))
-    idf = {stem: stats.idf(stem) for stem in q_stems}
-    idf_total = sum(idf.values())
-    category_prior = _category_prior(q_stems, stats)
-    head = q.stems[-1] if q.stems else None
-    titles = [c.product.title for c in candidates]
-    token_set = process.cdist([q.text], titles, scorer=fuzz.token_set_ratio, dtype=np.float64)[0] / 100
-    partial = process.cdist([q.text], titles, scorer=fuzz.partial_ratio, dtype=np.float64)[0] / 100
-    term_best = _fuzzy_term_best(q, [analyse(t) for t in titles])
-
-    n_query, n_corrected = len(q_stems), len(corrected)
-    n_bigrams, n_numbers, n_quantities = len(q.bigrams), len(q.numbers), len(q.quantities)
-    n_trigrams = len(q.trigrams)
-    norm = BM25_K1 * (1 - BM25_B)
-    per_length = BM25_K1 * BM25_B / TITLE_AVG_TERMS
-    text_columns = []  # per candidate, the title-matching features, in FEATURES order
-    for candidate in candidates:
-        t = analyse(candidate.product.title)
-        stems = t.stem_set
-        matched_idf = [idf[s] for s in q_stems if s in stems]
-        text_columns.append(
-            (
-                len(matched_idf) / n_query if n_query else NAN,
-                sum(matched_idf) / idf_total if idf_total else NAN,
-                sum(matched_idf) * (BM25_K1 + 1) / (1 + norm + per_length * len(t.stems)),
-                sum(s in stems for s in corrected) / n_corrected if n_corrected else NAN,
-                float(bool(q.text) and q.text in t.text),
-                len(q.bigrams & t.bigrams) / n_bigrams if n_bigrams else NAN,
-                NAN if head is None else float(head in stems),
-                float(bool(t.stems) and t.stems[-1] in q.stem_set),
-                float(bool(t.stems) and t.stems[0] in q.stem_set),
-                len(q.numbers & t.numbers) / n_numbers if n_numbers else NAN,
-                len(q.quantities & t.quantities) / n_quantities if n_quantities else NAN,
-                _quantity_conflict(q, t),
-                float(len(t.stems)),
-                2 * len(q.trigrams & t.trigrams) / (len(q.trigrams) + len(t.trigrams)) if t.trigrams else 0.0,
-                len(q.trigrams & t.trigrams) / n_trigrams if n_trigrams else NAN,
-                _head_position(head, t.stems),
-            )
-        )
-    text = np.array(text_columns, dtype=np.float64).reshape(len(candidates), 16)
-    fields = np.array([_field_coverage(q_stems, c.product) for c in candidates], dtype=np.float64).reshape(-1, 4)
-    category_keys = [category_level(c.product.category) if category_prior else None for c in candidates]
+    products = [c.product for c in candidates]
+    # First: analysing products the table lacks may add ids the query lookups below need.
+    batch = stats.texts.batch(products, stats.brand_set())
+    columns = _title_features(q, products, batch, stats)
+    columns.update(_field_features(q, batch, stats))
 
     def column(values: Sequence[float | None]) -> np.ndarray:
         return np.array(values, dtype=np.float64)  # None becomes NaN
 
-    columns = {
-        "lexical_score": column([c.lexical_score for c in candidates]),
-        "lexical_rank": column([c.lexical_rank for c in candidates]),
-        "vector_cosine": column([c.cosine for c in candidates]),
-        "vector_rank": column([c.vector_rank for c in candidates]),
-        "fused_score": column([c.fused_score for c in candidates]),
-        "fused_rank": column([c.fused_rank for c in candidates]),
-        "title_coverage": text[:, 0],
-        "title_idf_coverage": text[:, 1],
-        "title_bm25": text[:, 2],
-        "corrected_title_coverage": text[:, 3],
-        "brand_coverage": fields[:, 0],
-        "brand_in_query": fields[:, 1],
-        "category_coverage": fields[:, 2],
-        "description_coverage": fields[:, 3],
-        "category_agreement": column([category_prior.get(k, 0.0) if k else None for k in category_keys]),
-        "exact_phrase": text[:, 4],
-        "bigram_coverage": text[:, 5],
-        "head_term_match": text[:, 6],
-        "title_head_in_query": text[:, 7],
-        "first_title_term_in_query": text[:, 8],
-        "number_match": text[:, 9],
-        "quantity_match": text[:, 10],
-        "quantity_conflict": text[:, 11],
-        "fuzzy_token_set": token_set,
-        "fuzzy_partial": partial,
-        "fuzzy_term_best": term_best,
-        "query_terms": np.full(len(candidates), float(n_query)),
-        "title_terms": text[:, 12],
-        "trigram_dice": text[:, 13],
-        "trigram_containment": text[:, 14],
-        "head_term_position": text[:, 15],
-        "query_has_number": np.full(len(candidates), float(bool(q.numbers))),
-        "price": column([c.product.price for c in candidates]),
-        "rating": column([c.product.rating for c in candidates]),
-        "rating_count": column([c.product.rating_count for c in candidates]),
-        "popularity": column([c.product.popularity for c in candidates]),
-    }
-    columns.update(_brand_agreement(q, candidates, stats))
+    columns.update(
+        {
+            "lexical_score": column([c.lexical_score for c in candidates]),
+            "lexical_rank": column([c.lexical_rank for c in candidates]),
+            "vector_cosine": column([c.cosine for c in candidates]),
+            "vector_rank": column([c.vector_rank for c in candidates]),
+            "fused_score": column([c.fused_score for c in candidates]),
+            "fused_rank": column([c.fused_rank for c in candidates]),
+            "price": column([p.price for p in products]),
+            "rating": column([p.rating for p in products]),
+            "rating_count": column([p.rating_count for p in products]),
+            "popularity": column([p.popularity for p in products]),
+        }
+    )
     columns.update(_relative_to_list(columns))
     return np.column_stack([columns[name] for name in FEATURE_NAMES])
 
 
-def _brand_agreement(q: Analysed, candidates: Sequence[Candidate], stats: CatalogStats) -> dict[str, np.ndarray]:
-    brands = stats.brand_set()
-    named = set(q.words) & brands
-    size = len(candidates)
+def _contains(rows: Rows, wanted: Sequence[float], size: int) -> np.ndarray:
+    """(size, len(wanted)) booleans: whether each product's values include each wanted value."""
+    found = np.zeros((size, len(wanted)), dtype=bool)
+    for j, value in enumerate(wanted):
+        found[rows.owner[rows.values == value], j] = True
+    return found
+
+
+def _matches(rows: Rows, wanted: Sequence[float], size: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per product: how many of the (distinct) wanted values its (distinct) values include, or their weight."""
+    wanted = np.asarray(wanted)
+    if not wanted.size or not rows.values.size:
+        return np.zeros(size)
+    weights = np.ones(len(wanted)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if rows.values.dtype == np.int32:  # vocabulary ids: a lookup table beats np.isin's sorting
+        known = wanted >= 0
+        table = np.zeros(max(int(rows.values.max()), int(wanted.max())) + 1)
+        table[wanted[known]] = weights[known]
+        return np.bincount(rows.owner, weights=table[rows.values], minlength=size)
+    order = np.argsort(wanted)
+    hits = np.isin(rows.values, wanted)
+    found = order[np.searchsorted(wanted[order], rows.values[hits])]
+    return np.bincount(rows.owner[hits], weights=weights[found], minlength=size)
+
+
+def _share_of(matched: np.ndarray, whole: int) -> np.ndarray:
+    return matched / whole if whole else np.full(len(matched), NAN)
+
+
+def _title_features(q: Analysed, products: Sequence[Product], batch: TextBatch, stats: CatalogStats) -> dict:
+    size, texts = batch.size, stats.texts
+    q_stems = list(dict.fromkeys(q.stems))
+    q_ids = [texts.stems.get(s) for s in q_stems]
+    corrected = list(dict.fromkeys(stem_words([stats.correct(word) for word in q.words])))
+    idf = np.array([stats.idf(stem) for stem in q_stems])
+    idf_total = float(idf.sum())
+    stems, stem_set = batch["stems"], batch["stem_set"]
+    n_stems = stems.lengths.astype(np.float64)
+    matched = _matches(stem_set, q_ids, size)
+    matched_idf = _matches(stem_set, q_ids, size, idf)
+    norm, per_length = BM25_K1 * (1 - BM25_B), BM25_K1 * BM25_B / TITLE_AVG_TERMS
+
+    head = texts.stems.get(q.stems[-1]) if q.stems else None
+    has_stems = stems.lengths > 0
+    last_slot = np.cumsum(stems.lengths) - 1
+    first_slot = last_slot + 1 - stems.lengths
+    padded = np.append(stems.values, -1)  # titles without stems read the -1 at the end
+    first_stem = padded[np.where(has_stems, first_slot, -1)]
+    last_stem = padded[np.where(has_stems, last_slot, -1)]
+
+    bigram_codes = [
+        texts.stems.get(a) << BIGRAM_SHIFT | texts.stems.get(b)
+        for a, b in q.bigrams
+        if texts.stems.get(a) >= 0 and texts.stems.get(b) >= 0
+    ]
+    trigram_ids = [texts.trigrams.get(g) for g in q.trigrams]
+    matched_trigrams = _matches(batch["trigrams"], trigram_ids, size)
+    n_title_trigrams = batch["trigrams"].lengths
+    titles = [p.title for p in products]
+    lowered = (" ".join(t.lower().split()) for t in titles)
+    phrase = np.array([float(bool(q.text) and q.text in t) for t in lowered])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "title_coverage": _share_of(matched, len(q_stems)),
+            "title_idf_coverage": matched_idf / idf_total if idf_total else np.full(size, NAN),
+            "title_bm25": matched_idf * (BM25_K1 + 1) / (1 + norm + per_length * n_stems),
+            "corrected_title_coverage": _share_of(
+                _matches(stem_set, [texts.stems.get(s) for s in corrected], size), len(corrected)
+            ),
+            "exact_phrase": phrase,
+            "bigram_coverage": _share_of(_matches(batch["bigrams"], bigram_codes, size), len(q.bigrams)),
+            "head_term_match": (
+                np.full(size, NAN) if head is None else (_matches(stem_set, [head], size) > 0).astype(np.float64)
+            ),
+            "title_head_in_query": (has_stems & np.isin(last_stem, q_ids)).astype(np.float64),
+            "first_title_term_in_query": (has_stems & np.isin(first_stem, q_ids)).astype(np.float64),
+            "number_match": _share_of(_matches(batch["numbers"], sorted(q.numbers), size), len(q.numbers)),
+            **_quantity_features(q, batch),
+            "fuzzy_token_set": process.cdist([q.text], titles, scorer=fuzz.token_set_ratio, dtype=np.float64)[0] / 100,
+            "fuzzy_partial": process.cdist([q.text], titles, scorer=fuzz.partial_ratio, dtype=np.float64)[0] / 100,
+            "fuzzy_term_best": _fuzzy_term_best(q, batch["words"], texts.words.items, size),
+            "query_terms": np.full(size, float(len(q_stems))),
+            "title_terms": n_stems,
+            "query_has_number": np.full(size, float(bool(q.numbers))),
+            "trigram_dice": np.where(
+                n_title_trigrams > 0, 2 * matched_trigrams / (len(q.trigrams) + n_title_trigrams), 0.0
+            ),
+            "trigram_containment": _share_of(matched_trigrams, len(q.trigrams)),
+            "head_term_position": _head_position(head, stems, first_slot, n_stems),
+        }
+
+
+def _quantity_features(q: Analysed, batch: TextBatch) -> dict[str, np.ndarray]:
+    values, units = batch["quantity_values"], batch["quantity_units"]
+    size = batch.size
+    has_value = np.zeros((size, len(q.quantities)), dtype=bool)
+    has_unit = np.zeros((size, len(q.quantities)), dtype=bool)
+    for j, (value, unit) in enumerate(sorted(q.quantities)):
+        same_unit = units.values == UNIT_IDS[unit]
+        has_unit[units.owner[same_unit], j] = True
+        has_value[values.owner[same_unit & (values.values == value)], j] = True
+    conflict = (has_unit & ~has_value).any(axis=1).astype(np.float64) if q.units else np.full(size, NAN)
+    return {"quantity_match": _share_of(has_value.sum(axis=1), len(q.quantities)), "quantity_conflict": conflict}
+
+
+def _head_position(head: int | None, stems: Rows, first_slot: np.ndarray, n_stems: np.ndarray) -> np.ndarray:
+    """Where the head word's last occurrence sits in the title, 1 = last word; NaN where absent."""
+    size = len(n_stems)
+    if head is None:
+        return np.full(size, NAN)
+    hits = stems.values == head
+    last = np.full(size, -1)
+    position = np.arange(len(stems.values)) - first_slot[stems.owner]
+    np.maximum.at(last, stems.owner[hits], position[hits])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(last >= 0, (last + 1) / n_stems, NAN)
+
+
+def _fuzzy_term_best(q: Analysed, words: Rows, vocabulary: list[str], size: int) -> np.ndarray:
+    """Per title: mean over query words of the best rapidfuzz ratio against the title's words."""
+    if not q.words:
+        return np.full(size, NAN)
+    distinct, position = np.unique(words.values, return_inverse=True)
+    if not distinct.size:
+        return np.zeros(size)
+    scores = process.cdist(list(q.words), [vocabulary[i] for i in distinct], scorer=fuzz.ratio, dtype=np.float64)
+    per_value = scores[:, position] / 100  # (query words, every title word of the list)
+    has_words = words.lengths > 0
+    starts = (np.cumsum(words.lengths) - words.lengths)[has_words]
+    best = np.zeros(size)
+    best[has_words] = np.maximum.reduceat(per_value, starts, axis=1).mean(axis=0)
+    return best
+
+
+def _field_features(q: Analysed, batch: TextBatch, stats: CatalogStats) -> dict[str, np.ndarray]:
+    """Brand, category and description matches (NaN where the product lacks the field)."""
+    texts, size = stats.texts, batch.size
+    q_stems = list(dict.fromkeys(q.stems))
+    q_ids = [texts.stems.get(s) for s in q_stems]
+    scalars = batch.scalars
+
+    def coverage(field: str, present: np.ndarray) -> np.ndarray:
+        share = _share_of(_matches(batch[field], q_ids, size), len(q_stems))
+        return np.where(present, share, NAN)
+
+    brand = batch["brand_stems"]
+    brand_in_query_count = np.bincount(brand.owner[np.isin(brand.values, q_ids)], minlength=size)
+    columns = {
+        "brand_coverage": coverage("brand_stems", scalars["has_brand"]),
+        "brand_in_query": np.where(
+            scalars["has_brand"], ((brand.lengths > 0) & (brand_in_query_count == brand.lengths)).astype(float), NAN
+        ),
+        "category_coverage": coverage("category_stems", scalars["has_category"]),
+        "description_coverage": coverage("description_stems", scalars["has_description"]),
+        "category_agreement": _category_agreement(q_stems, scalars["category_key"], stats),
+    }
+    columns.update(_brand_agreement(q, batch, stats))
+    return columns
+
+
+def _category_agreement(q_stems: list[str], category_key: np.ndarray, stats: CatalogStats) -> np.ndarray:
+    prior: dict[str, float] = {}
+    known = [stats.term_categories[s] for s in q_stems if s in stats.term_categories]
+    for distribution in known:
+        for category, p in distribution.items():
+            prior[category] = prior.get(category, 0.0) + p / len(known)
+    if not prior:
+        return np.full(len(category_key), NAN)
+    by_id = np.zeros(len(stats.texts.categories.items) + 1)
+    for category, p in prior.items():
+        found = stats.texts.categories.get(category)
+        if found >= 0:
+            by_id[found] = p
+    return np.where(category_key >= 0, by_id[np.maximum(category_key, 0)], NAN)
+
+
+def _brand_agreement(q: Analysed, batch: TextBatch, stats: CatalogStats) -> dict[str, np.ndarray]:
+    """Does the product carry the brand the query names (in its brand field or title)?"""
+    named = sorted(set(q.words) & stats.brand_set())
+    size = batch.size
     if not named:
         return {"query_brand_match": np.full(size, NAN), "query_brand_conflict": np.full(size, NAN)}
-    match, conflict = [], []
-    for candidate in candidates:
-        title = analyse(candidate.product.title)
-        if candidate.product.brand:
-            product_brand = set(analyse(candidate.product.brand).words)
-        else:
-            product_brand = {title.words[0]} & brands if title.words else set()
-        found = named & (set(title.words) | product_brand)
-        match.append(len(found) / len(named))
-        conflict.append(NAN if not product_brand else float(not (named & product_brand)))
-    return {"query_brand_match": np.asarray(match), "query_brand_conflict": np.asarray(conflict)}
+    ids = [stats.texts.words.get(word) for word in named]
+    in_brand = _contains(batch["brand_words"], ids, size)
+    found = _contains(batch["words"], ids, size) | in_brand
+    conflict = np.where(batch["brand_words"].lengths > 0, (~in_brand.any(axis=1)).astype(np.float64), NAN)
+    return {"query_brand_match": found.sum(axis=1) / len(named), "query_brand_conflict": conflict}
 
 
 def _relative_to_list(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -237,68 +341,3 @@ def _gap(values: np.ndarray) -> np.ndarray:
     if not np.any(~np.isnan(values)):
         return np.full(len(values), np.nan)
     return np.nanmax(values) - values
-
-
-def _field_coverage(q_stems: list[str], product: Product) -> tuple[float, float, float, float]:
-    """Brand coverage, brand in query, category coverage, description coverage; NaN where absent."""
-    brand_values = (NAN, NAN)
-    if product.brand:
-        brand = analyse(product.brand)
-        brand_values = (
-            _share(sum(s in brand.stem_set for s in q_stems), len(q_stems)),
-            float(bool(brand.stems) and brand.stem_set <= set(q_stems)),
-        )
-    category = NAN
-    if product.category:
-        category_terms = analyse(product.category.replace(">", " "))
-        category = _share(sum(s in category_terms.stem_set for s in q_stems), len(q_stems))
-    description = NAN
-    if product.description:
-        description_terms = analyse(product.description[:2000])
-        description = _share(sum(s in description_terms.stem_set for s in q_stems), len(q_stems))
-    return (*brand_values, category, description)
-
-
-def _head_position(head: str | None, title_stems: tuple[str, ...]) -> float:
-    if head is None or head not in title_stems:
-        return NAN
-    last = len(title_stems) - 1 - title_stems[::-1].index(head)
-    return (last + 1) / len(title_stems)
-
-
-def _quantity_conflict(q: Analysed, t: Analysed) -> float:
-    if not q.units:
-        return NAN
-    for value, unit in q.quantities:
-        title_values = {v for v, u in t.quantities if u == unit}
-        if title_values and value not in title_values:
-            return 1.0
-    return 0.0
-
-
-def _category_prior(q_stems: list[str], stats: CatalogStats) -> dict[str, float]:
-    prior: dict[str, float] = {}
-    known = [stats.term_categories[s] for s in q_stems if s in stats.term_categories]
-    for distribution in known:
-        for category, p in distribution.items():
-            prior[category] = prior.get(category, 0.0) + p / len(known)
-    return prior
-
-
-def _fuzzy_term_best(q: Analysed, titles: list[Analysed]) -> np.ndarray:
-    """Per title: mean over query words of the best rapidfuzz ratio against the title's words."""
-    if not q.words:
-        return np.full(len(titles), NAN)
-    vocabulary = sorted({word for t in titles for word in t.words})
-    if not vocabulary:
-        return np.zeros(len(titles))
-    matrix = process.cdist(list(q.words), vocabulary, scorer=fuzz.ratio, dtype=np.float64) / 100
-    # Plain Python over small lists: per-title numpy calls cost more than the arithmetic.
-    best_of = [dict(zip(vocabulary, row, strict=True)) for row in matrix.tolist()]
-    best = []
-    for t in titles:
-        if not t.words:
-            best.append(0.0)
-            continue
-        best.append(sum(max(scores[w] for w in t.words) for scores in best_of) / len(best_of))
-    return np.asarray(best)

@@ -111,6 +111,13 @@ def parse_number(raw: str) -> float | None:
         return None
 
 
+def category_level(category: str | None, depth: int = 2) -> str | None:
+    """The category path's first ``depth`` levels, lowercased: what category features compare."""
+    if not category:
+        return None
+    return " > ".join(part.strip().lower() for part in category.split(">")[:depth])
+
+
 class Analysed(NamedTuple):  # a NamedTuple: built for every new title at serving time, so cheap to make
     text: str  # lowercased, whitespace collapsed
     words: tuple[str, ...]  # letters-only tokens, stop words dropped, in order

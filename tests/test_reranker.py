@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from indexer.catalog import load_catalog
 from relevance.api import create_app
 from relevance.embedder import Embedder
 from relevance.errors import NotFoundError
@@ -77,8 +78,6 @@ def test_units_and_numbers_are_normalised() -> None:
 
 
 def test_spelling_is_corrected_against_the_catalog_vocabulary(ltr_services: Services) -> None:
-    from indexer.catalog import load_catalog
-
     products = load_catalog(CATALOG, Path("/dev/null")).products * 3  # correction targets need 3 occurrences
     stats = CatalogStats.build(products)
     assert stats.correct("dewlat") == "dewalt"
@@ -107,6 +106,33 @@ def test_feature_columns_mean_what_their_names_say(ltr_services: Services) -> No
     drill = features_by_name(rows, 0)
     assert drill["brand_in_query"] == 1.0 and drill["head_term_match"] == 1.0
     assert math.isnan(drill["quantity_match"]), "no number in the query: not applicable"
+
+
+def test_the_index_time_text_table_gives_the_features_serving_would_compute(ltr_services: Services) -> None:
+    """Products the job analysed (read from disk) and products analysed at serving time score the same."""
+    pipeline = ltr_services.pipeline
+    stored = pipeline.catalog_stats.current()
+    assert len(stored.texts) == len(load_catalog(CATALOG, Path("/dev/null")).products)
+    on_the_fly = CatalogStats(**{k: getattr(stored, k) for k in ("documents", "document_frequency", "words")})
+    on_the_fly.term_categories, on_the_fly.brand_words = stored.term_categories, stored.brand_words
+    assert len(on_the_fly.texts) == 0
+    products = ltr_services.engine.get("products", ["k3", "k4", "d1", "d2"])
+    candidates = [Candidate(p, 1.0 / i, i) for i, p in enumerate(products.values(), start=1)]
+    for query in ("1/2 inch pvc pipe", "dewalt cordless drill driver", "dewlat drll", "60 gal water heater"):
+        from_table = compute_features(query, candidates, stored)
+        analysed_now = compute_features(query, candidates, on_the_fly)
+        np.testing.assert_allclose(from_table, analysed_now, rtol=1e-12, equal_nan=True)
+        assert not np.isnan(from_table[:, FEATURE_NAMES.index("title_coverage")]).any()
+
+
+def test_a_product_whose_text_changed_after_the_build_is_analysed_anew(ltr_services: Services) -> None:
+    stats = ltr_services.pipeline.catalog_stats.current()
+    product = ltr_services.engine.get("products", ["d1"])["d1"]
+    renamed = product.model_copy(update={"title": "Charlotte Pipe 1/2 in. PVC Pipe"})
+    rows = compute_features("1/2 inch pvc pipe", [Candidate(product, 1.0, 1), Candidate(renamed, 0.5, 2)], stats)
+    before, after = features_by_name(rows, 0), features_by_name(rows, 1)
+    assert before["title_coverage"] == 0.0 and before["quantity_match"] == 0.0
+    assert after["title_coverage"] == 1.0 and after["quantity_match"] == 1.0
 
 
 # ------------------------------------------------------------------- serving

@@ -524,9 +524,9 @@ class EmbeddedEngine:
 
     def get_vectors(self, index: str, product_ids: Sequence[str]) -> dict[str, np.ndarray]:
         snapshot = self._snapshot(index)
-        return {
-            pid: np.asarray(snapshot.vectors[snapshot.row_of[pid]]) for pid in product_ids if pid in snapshot.row_of
-        }
+        known = [pid for pid in product_ids if pid in snapshot.row_of]
+        block = np.asarray(snapshot.vectors[[snapshot.row_of[pid] for pid in known]])  # one gather, not one per id
+        return dict(zip(known, block, strict=True))
 
     def analyze(self, text: str) -> list[str]:
         return self.analyzer.analyze(text)

@@ -110,6 +110,7 @@ class SearchPipeline:
         """The same pipeline reading ``index`` (a version name) instead of the alias."""
         clone = copy.copy(self)
         clone.alias = index
+        clone.catalog_stats = CatalogStatsProvider.pinned(self.settings.data_dir, index)  # that version's statistics
         return clone
 
     def ranked(

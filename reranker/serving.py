@@ -115,13 +115,21 @@ def _json_float(value: float) -> float | None:
 class CatalogStatsProvider:
     """Statistics of the catalog the alias serves; the alias is looked up at most every few seconds."""
 
-    def __init__(self, data_dir: Path, engine: SearchEngine, alias: str) -> None:
+    def __init__(self, data_dir: Path, engine: SearchEngine | None, alias: str) -> None:
         self.data_dir = data_dir
         self.engine = engine
         self.alias = alias
         self._checked_at = float("-inf")
         self._version: str | None = None
         self._stats = CatalogStats()
+
+    @classmethod
+    def pinned(cls, data_dir: Path, version: str) -> CatalogStatsProvider:
+        """The statistics of one index version, whatever the alias serves (checks before a swap)."""
+        provider = cls(data_dir, None, version)
+        provider._checked_at = float("inf")
+        provider._stats, provider._version = provider.for_version(version), version
+        return provider
 
     def current(self) -> CatalogStats:
         now = time.monotonic()

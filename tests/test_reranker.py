@@ -135,6 +135,21 @@ def test_a_product_whose_text_changed_after_the_build_is_analysed_anew(ltr_servi
     assert after["title_coverage"] == 1.0 and after["quantity_match"] == 1.0
 
 
+def test_a_version_checked_before_its_swap_is_scored_with_its_own_statistics(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    services = make_services(tmp_path, embedder)
+    full = services.index_catalog(CATALOG).version
+    lines = CATALOG.read_text(encoding="utf-8").splitlines()[:5]
+    (tmp_path / "smaller.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    smaller = services.index_catalog(tmp_path / "smaller.jsonl").version
+    assert services.engine.alias_target(services.settings.index_alias) == smaller
+    assert services.pipeline.catalog_stats.current().documents == 5
+    full_stats = services.pipeline.on_index(full).catalog_stats.current()
+    assert full_stats.documents == len(load_catalog(CATALOG, Path("/dev/null")).products)
+    assert len(full_stats.texts) == full_stats.documents
+
+
 # ------------------------------------------------------------------- serving
 def test_explanations_sum_to_the_scores_and_order_the_page(ltr_services: Services, active: str) -> None:
     client = create_app(services=ltr_services).test_client()

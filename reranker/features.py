@@ -139,10 +139,14 @@ def _contains(rows: Rows, wanted: Sequence[float], size: int) -> np.ndarray:
     return found
 
 
-def _matches(rows: Rows, wanted: Sequence[float], size: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """Per product: how many of the (distinct) wanted values its (distinct) values include, or their weight."""
+def _matches(batch: TextBatch, field: str, wanted: Sequence[float], weights: np.ndarray | None = None) -> np.ndarray:
+    """Per product: how many of the (distinct) wanted values its (distinct) ``field`` values include, or their weight."""
+    size = batch.size
     wanted = np.asarray(wanted)
-    if not wanted.size or not rows.values.size:
+    if not wanted.size:
+        return np.zeros(size)  # before touching the batch: an unused field is never gathered
+    rows = batch[field]
+    if not rows.values.size:
         return np.zeros(size)
     weights = np.ones(len(wanted)) if weights is None else np.asarray(weights, dtype=np.float64)
     if rows.values.dtype == np.int32:  # vocabulary ids: a lookup table beats np.isin's sorting
@@ -167,10 +171,10 @@ def _title_features(q: Analysed, products: Sequence[Product], batch: TextBatch, 
     corrected = list(dict.fromkeys(stem_words([stats.correct(word) for word in q.words])))
     idf = np.array([stats.idf(stem) for stem in q_stems])
     idf_total = float(idf.sum())
-    stems, stem_set = batch["stems"], batch["stem_set"]
+    stems = batch["stems"]
     n_stems = stems.lengths.astype(np.float64)
-    matched = _matches(stem_set, q_ids, size)
-    matched_idf = _matches(stem_set, q_ids, size, idf)
+    matched = _matches(batch, "stem_set", q_ids)
+    matched_idf = _matches(batch, "stem_set", q_ids, idf)
     norm, per_length = BM25_K1 * (1 - BM25_B), BM25_K1 * BM25_B / TITLE_AVG_TERMS
 
     head = texts.stems.get(q.stems[-1]) if q.stems else None
@@ -187,7 +191,7 @@ def _title_features(q: Analysed, products: Sequence[Product], batch: TextBatch, 
         if texts.stems.get(a) >= 0 and texts.stems.get(b) >= 0
     ]
     trigram_ids = [texts.trigrams.get(g) for g in q.trigrams]
-    matched_trigrams = _matches(batch["trigrams"], trigram_ids, size)
+    matched_trigrams = _matches(batch, "trigrams", trigram_ids)
     n_title_trigrams = batch["trigrams"].lengths
     titles = [p.title for p in products]
     lowered = (" ".join(t.lower().split()) for t in titles)
@@ -198,16 +202,16 @@ def _title_features(q: Analysed, products: Sequence[Product], batch: TextBatch, 
             "title_idf_coverage": matched_idf / idf_total if idf_total else np.full(size, NAN),
             "title_bm25": matched_idf * (BM25_K1 + 1) / (1 + norm + per_length * n_stems),
             "corrected_title_coverage": _share_of(
-                _matches(stem_set, [texts.stems.get(s) for s in corrected], size), len(corrected)
+                _matches(batch, "stem_set", [texts.stems.get(s) for s in corrected]), len(corrected)
             ),
             "exact_phrase": phrase,
-            "bigram_coverage": _share_of(_matches(batch["bigrams"], bigram_codes, size), len(q.bigrams)),
+            "bigram_coverage": _share_of(_matches(batch, "bigrams", bigram_codes), len(q.bigrams)),
             "head_term_match": (
-                np.full(size, NAN) if head is None else (_matches(stem_set, [head], size) > 0).astype(np.float64)
+                np.full(size, NAN) if head is None else (_matches(batch, "stem_set", [head]) > 0).astype(np.float64)
             ),
             "title_head_in_query": (has_stems & np.isin(last_stem, q_ids)).astype(np.float64),
             "first_title_term_in_query": (has_stems & np.isin(first_stem, q_ids)).astype(np.float64),
-            "number_match": _share_of(_matches(batch["numbers"], sorted(q.numbers), size), len(q.numbers)),
+            "number_match": _share_of(_matches(batch, "numbers", sorted(q.numbers)), len(q.numbers)),
             **_quantity_features(q, batch),
             "fuzzy_token_set": process.cdist([q.text], titles, scorer=fuzz.token_set_ratio, dtype=np.float64)[0] / 100,
             "fuzzy_partial": process.cdist([q.text], titles, scorer=fuzz.partial_ratio, dtype=np.float64)[0] / 100,
@@ -224,8 +228,10 @@ def _title_features(q: Analysed, products: Sequence[Product], batch: TextBatch, 
 
 
 def _quantity_features(q: Analysed, batch: TextBatch) -> dict[str, np.ndarray]:
-    values, units = batch["quantity_values"], batch["quantity_units"]
     size = batch.size
+    if not q.quantities:  # no number with a unit in the query: not applicable
+        return {"quantity_match": np.full(size, NAN), "quantity_conflict": np.full(size, NAN)}
+    values, units = batch["quantity_values"], batch["quantity_units"]
     has_value = np.zeros((size, len(q.quantities)), dtype=bool)
     has_unit = np.zeros((size, len(q.quantities)), dtype=bool)
     for j, (value, unit) in enumerate(sorted(q.quantities)):
@@ -270,22 +276,24 @@ def _field_features(q: Analysed, batch: TextBatch, stats: CatalogStats) -> dict[
     texts, size = stats.texts, batch.size
     q_stems = list(dict.fromkeys(q.stems))
     q_ids = [texts.stems.get(s) for s in q_stems]
-    scalars = batch.scalars
 
     def coverage(field: str, present: np.ndarray) -> np.ndarray:
-        share = _share_of(_matches(batch[field], q_ids, size), len(q_stems))
-        return np.where(present, share, NAN)
+        if not present.any():
+            return np.full(size, NAN)
+        return np.where(present, _share_of(_matches(batch, field, q_ids), len(q_stems)), NAN)
 
-    brand = batch["brand_stems"]
-    brand_in_query_count = np.bincount(brand.owner[np.isin(brand.values, q_ids)], minlength=size)
+    has_brand = batch.scalar("has_brand")
+    brand_in_query = np.full(size, NAN)
+    if has_brand.any():
+        brand = batch["brand_stems"]
+        in_query = np.bincount(brand.owner[np.isin(brand.values, q_ids)], minlength=size)
+        brand_in_query = np.where(has_brand, ((brand.lengths > 0) & (in_query == brand.lengths)).astype(float), NAN)
     columns = {
-        "brand_coverage": coverage("brand_stems", scalars["has_brand"]),
-        "brand_in_query": np.where(
-            scalars["has_brand"], ((brand.lengths > 0) & (brand_in_query_count == brand.lengths)).astype(float), NAN
-        ),
-        "category_coverage": coverage("category_stems", scalars["has_category"]),
-        "description_coverage": coverage("description_stems", scalars["has_description"]),
-        "category_agreement": _category_agreement(q_stems, scalars["category_key"], stats),
+        "brand_coverage": coverage("brand_stems", has_brand),
+        "brand_in_query": brand_in_query,
+        "category_coverage": coverage("category_stems", batch.scalar("has_category")),
+        "description_coverage": coverage("description_stems", batch.scalar("has_description")),
+        "category_agreement": _category_agreement(q_stems, batch.scalar("category_key"), stats),
     }
     columns.update(_brand_agreement(q, batch, stats))
     return columns

@@ -18,7 +18,6 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -97,16 +96,30 @@ class Rows(NamedTuple):
     lengths: np.ndarray  # values per product
 
 
-@dataclass
 class TextBatch:
-    """The analysed text of one candidate list, in candidate order."""
+    """The analysed text of one candidate list, in candidate order.
 
-    size: int
-    ragged: dict[str, Rows]
-    scalars: dict[str, np.ndarray]
+    A field is gathered on first use: queries without numbers or brands never pay for those.
+    """
+
+    def __init__(self, table: _Table, rows: np.ndarray) -> None:
+        self.size = len(rows)
+        self._table = table
+        self._rows = rows
+        self._gathered: dict[str, Rows] = {}
+        self._scalars: dict[str, np.ndarray] = {}
 
     def __getitem__(self, name: str) -> Rows:
-        return self.ragged[name]
+        found = self._gathered.get(name)
+        if found is None:
+            found = self._gathered[name] = self._table.gather(name, self._rows)
+        return found
+
+    def scalar(self, name: str) -> np.ndarray:
+        found = self._scalars.get(name)
+        if found is None:
+            found = self._scalars[name] = self._table.scalars[name][self._rows]
+        return found
 
 
 class _Table:
@@ -132,18 +145,16 @@ class _Table:
         return cls(ragged, scalars)
 
     def take(self, rows: np.ndarray) -> TextBatch:
-        size = len(rows)
-        gathered = {}
-        for name, (values, offsets) in self.ragged.items():
-            starts = offsets[rows]
-            lengths = offsets[rows + 1] - starts
-            total = int(lengths.sum())
-            # Position i of product k's segment maps to starts[k] + i - (first output slot of k).
-            first_slot = np.cumsum(lengths) - lengths
-            index = np.repeat(starts - first_slot, lengths) + np.arange(total)
-            gathered[name] = Rows(values[index], np.repeat(np.arange(size), lengths), lengths)
-        scalars = {name: column[rows] for name, column in self.scalars.items()}
-        return TextBatch(size, gathered, scalars)
+        return TextBatch(self, rows)
+
+    def gather(self, name: str, rows: np.ndarray) -> Rows:
+        values, offsets = self.ragged[name]
+        starts = offsets[rows]
+        lengths = offsets[rows + 1] - starts
+        # Position i of product k's segment maps to starts[k] + i - (first output slot of k).
+        first_slot = np.cumsum(lengths) - lengths
+        index = np.repeat(starts - first_slot, lengths) + np.arange(int(lengths.sum()))
+        return Rows(values[index], np.repeat(np.arange(len(rows)), lengths), lengths)
 
 
 class ProductTexts:
@@ -152,6 +163,7 @@ class ProductTexts:
     def __init__(self, ids: Sequence[str], table: _Table, vocabularies: dict[str, Vocabulary]) -> None:
         self.row_of = {pid: i for i, pid in enumerate(ids)}
         self.table = table
+        self._fingerprints = table.scalars["fingerprint"].tolist()  # Python ints: compared per candidate
         self.vocabularies = vocabularies
         self._overflow: OrderedDict[tuple[str, int], dict[str, object]] = OrderedDict()
         self._lock = threading.Lock()
@@ -188,18 +200,15 @@ class ProductTexts:
 
     def batch(self, products: Sequence[Product], brands: frozenset[str]) -> TextBatch:
         """The candidates' rows; products the table lacks (or holds with other text) are analysed now."""
-        rows = np.fromiter((self.row_of.get(p.product_id, -1) for p in products), dtype=np.int64, count=len(products))
-        fingerprints = self.table.scalars["fingerprint"]
-        stale = [i for i, row in enumerate(rows) if row < 0 or fingerprints[row] != fingerprint(products[i])]
-        if not stale:
-            return self.table.take(rows)
-        encoded = []
-        stale_set = set(stale)
-        for i, product in enumerate(products):
-            if i in stale_set:
-                encoded.append(self._encoded_now(product, brands))
-            else:
-                encoded.append(self._row(int(rows[i])))
+        row_of, fingerprints = self.row_of, self._fingerprints
+        rows = [row_of.get(p.product_id, -1) for p in products]
+        fresh = [row >= 0 and fingerprints[row] == fingerprint(p) for row, p in zip(rows, products, strict=True)]
+        if all(fresh):
+            return self.table.take(np.array(rows, dtype=np.int64))
+        encoded = [
+            self._row(row) if ok else self._encoded_now(product, brands)
+            for row, ok, product in zip(rows, fresh, products, strict=True)
+        ]
         return _Table.from_rows(encoded).take(np.arange(len(products)))
 
     def _row(self, row: int) -> dict[str, object]:

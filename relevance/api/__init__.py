@@ -9,6 +9,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from relevance.config import Settings, load_settings
+from relevance.filters import SearchFilters
 from relevance.services import Services
 
 log = logging.getLogger("relevance.api")
@@ -55,5 +56,6 @@ def warm_up(app: Flask) -> None:
     services.embedder.encode_query("warm up")
     try:
         services.engine.count(services.settings.index_alias)
+        services.pipeline.search("warm up", SearchFilters())  # reranker model and catalog statistics too
     except Exception as exc:  # not ready yet is fine: /readyz reports it
         log.warning("index not loaded at start: %s", exc)

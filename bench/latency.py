@@ -53,7 +53,7 @@ def parse_server_timing(header: str) -> dict[str, float]:
 def http_client(base: str) -> urllib3.HTTPConnectionPool:
     """The load generator's client: urllib3, as the engines' Python clients use, so the
     client's own cost is small and alike on both sides of the overhead comparison
-    (``requests`` adds ~0.5 ms per call on this machine)."""
+    (``requests`` adds ~0.9 ms per call on this machine: GET /healthz p50 2.1 ms against 1.2)."""
     return urllib3.connectionpool.connection_from_url(base, maxsize=1, timeout=30.0, retries=False)
 
 

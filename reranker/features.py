@@ -13,6 +13,7 @@ engine.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -194,8 +195,7 @@ def _title_features(q: Analysed, products: Sequence[Product], batch: TextBatch, 
     matched_trigrams = _matches(batch, "trigrams", trigram_ids)
     n_title_trigrams = batch["trigrams"].lengths
     titles = [p.title for p in products]
-    lowered = (" ".join(t.lower().split()) for t in titles)
-    phrase = np.array([float(bool(q.text) and q.text in t) for t in lowered])
+    phrase = np.array([float(bool(q.text) and _holds_phrase(t, q.text)) for t in titles])
     with np.errstate(invalid="ignore", divide="ignore"):
         return {
             "title_coverage": _share_of(matched, len(q_stems)),
@@ -225,6 +225,17 @@ def _title_features(q: Analysed, products: Sequence[Product], batch: TextBatch, 
             "trigram_containment": _share_of(matched_trigrams, len(q.trigrams)),
             "head_term_position": _head_position(head, stems, first_slot, n_stems),
         }
+
+
+_IRREGULAR_SPACE = re.compile(r"\s\s|[^\S ]")
+
+
+def _holds_phrase(title: str, phrase: str) -> bool:
+    """``phrase`` (single-spaced) in the title with its whitespace collapsed, without collapsing most titles."""
+    lowered = title.lower()
+    if phrase in lowered:  # a match in the raw text survives collapsing whitespace elsewhere
+        return True
+    return _IRREGULAR_SPACE.search(lowered) is not None and phrase in " ".join(lowered.split())
 
 
 def _quantity_features(q: Analysed, batch: TextBatch) -> dict[str, np.ndarray]:

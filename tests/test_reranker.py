@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from indexer.catalog import load_catalog
+from indexer.product import Product
 from relevance.api import create_app
 from relevance.embedder import Embedder
 from relevance.errors import NotFoundError
@@ -123,6 +124,13 @@ def test_the_index_time_text_table_gives_the_features_serving_would_compute(ltr_
         analysed_now = compute_features(query, candidates, on_the_fly)
         np.testing.assert_allclose(from_table, analysed_now, rtol=1e-12, equal_nan=True)
         assert not np.isnan(from_table[:, FEATURE_NAMES.index("title_coverage")]).any()
+
+
+def test_exact_phrase_reads_titles_with_their_whitespace_collapsed() -> None:
+    titles = ["Big  Red\tCordless Drill", "Red Cordless Drill", "Cordless Red Drill", "Redcordless drill"]
+    candidates = [Candidate(Product(product_id=f"p{i}", title=t), 1.0, i) for i, t in enumerate(titles, start=1)]
+    rows = compute_features("red cordless drill", candidates, CatalogStats())
+    assert rows[:, FEATURE_NAMES.index("exact_phrase")].tolist() == [1.0, 1.0, 0.0, 0.0]
 
 
 def test_a_product_whose_text_changed_after_the_build_is_analysed_anew(ltr_services: Services) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from indexer.product import Product
 from relevance.config import Settings
 from relevance.embedder import Embedder
-from relevance.engines.base import NativeFusion, SearchEngine
+from relevance.engines.base import EngineHit, NativeFusion, SearchEngine
 from relevance.errors import NotFoundError
 from relevance.filters import SearchFilters
 from relevance.fusion import FusedHit, FusionMethod, Normalization, fuse, single_list
@@ -28,6 +29,10 @@ from reranker.model import RankerModel
 from reranker.serving import CatalogStatsProvider, Reranker
 
 Mode = Literal["hybrid", "lexical", "vector"]
+# Hybrid searches send the lexical request from here while the request thread embeds the
+# query and runs kNN (ONNX and the engines' clients release the GIL). Threads start lazily,
+# so each forked gunicorn worker gets its own.
+_LEXICAL_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lexical")
 
 
 class FusionOptions(BaseModel):
@@ -223,14 +228,18 @@ class SearchPipeline:
             return self._engine_fused(text, filters, fusion, depth, n, timings), None
         lexical = vector = []
         query_vector = None
+        pending_lexical = None
+        if mode == "hybrid":  # the lexical search needs no vector: it runs while the query is embedded
+            pending_lexical = _LEXICAL_POOL.submit(self._lexical, text, filters, n, timings)
         if mode in ("hybrid", "vector"):
             with timings.stage("embed"):
                 query_vector = self.embedder.encode_query(text)
             with timings.stage("vector"):
                 vector = self.engine.vector_search(self.alias, query_vector, filters, n)
-        if mode in ("hybrid", "lexical"):
-            with timings.stage("lexical"):
-                lexical = self.engine.lexical_search(self.alias, text, filters, n)
+        if pending_lexical is not None:
+            lexical = pending_lexical.result()
+        elif mode == "lexical":
+            lexical = self._lexical(text, filters, n, timings)
         with timings.stage("fusion"):
             if mode == "lexical":
                 fused = single_list(lexical, lexical=True)
@@ -247,6 +256,10 @@ class SearchPipeline:
                     vector_weight=fusion.vector_weight,
                 )
         return fused, query_vector if mode == "hybrid" else None
+
+    def _lexical(self, text: str, filters: SearchFilters, n: int, timings: Timings) -> list[EngineHit]:
+        with timings.stage("lexical"):
+            return self.engine.lexical_search(self.alias, text, filters, n)
 
     def _engine_fused(
         self, text: str, filters: SearchFilters, fusion: FusionOptions, depth: int, n: int, timings: Timings

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from relevance.filters import SearchFilters
@@ -69,3 +72,30 @@ def test_similar_excludes_itself_and_respects_filters(services: Services) -> Non
     assert "d1" not in got and len(got) == 5
     assert got[0] in DRILLS
     assert all(item.product.category.startswith("Tools") for item in result.results)
+
+
+def test_the_lexical_search_runs_while_the_query_is_embedded(services: Services, monkeypatch) -> None:
+    """Hybrid latency is max(lexical, embed + kNN), not their sum: the lexical request starts first."""
+    pipeline = services.pipeline
+    events: list[tuple[str, float, str]] = []
+    encode, lexical_search = pipeline.embedder.encode_query, pipeline.engine.lexical_search
+
+    def slow_encode(text: str):
+        events.append(("embed start", time.perf_counter(), threading.current_thread().name))
+        time.sleep(0.3)  # a slow embedding, so the overlap cannot be luck
+        return encode(text)
+
+    def recorded_lexical(*args, **kwargs):
+        events.append(("lexical start", time.perf_counter(), threading.current_thread().name))
+        return lexical_search(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.embedder, "encode_query", slow_encode)
+    monkeypatch.setattr(pipeline.engine, "lexical_search", recorded_lexical)
+    started = time.perf_counter()
+    hits = pipeline.ranked("cordless drill", SearchFilters(), mode="hybrid", rerank=False)
+    finished = time.perf_counter()
+    (_, lexical_at, lexical_thread), (_, embed_at, embed_thread) = sorted(events, key=lambda e: e[0], reverse=True)
+    assert lexical_thread != embed_thread
+    assert lexical_at < embed_at + 0.3 < finished, "the lexical search started before the embedding finished"
+    assert finished - started < 0.3 + 0.25
+    assert any(hit.lexical_rank is not None for hit in hits) and any(hit.vector_rank is not None for hit in hits)

@@ -29,9 +29,9 @@ from reranker.model import RankerModel
 from reranker.serving import CatalogStatsProvider, Reranker
 
 Mode = Literal["hybrid", "lexical", "vector"]
-# Hybrid searches send the lexical request from here while the request thread embeds the
-# query and runs kNN (ONNX and the engines' clients release the GIL). Threads start lazily,
-# so each forked gunicorn worker gets its own.
+# Hybrid searches on server engines send the lexical request from here while the request
+# thread embeds the query and runs kNN (ONNX and the HTTP clients release the GIL). Threads
+# start lazily, so each forked gunicorn worker gets its own.
 _LEXICAL_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lexical")
 
 
@@ -229,7 +229,7 @@ class SearchPipeline:
         lexical = vector = []
         query_vector = None
         pending_lexical = None
-        if mode == "hybrid":  # the lexical search needs no vector: it runs while the query is embedded
+        if mode == "hybrid" and self.engine.concurrent_retrieval:  # runs while the query is embedded
             pending_lexical = _LEXICAL_POOL.submit(self._lexical, text, filters, n, timings)
         if mode in ("hybrid", "vector"):
             with timings.stage("embed"):
@@ -238,7 +238,7 @@ class SearchPipeline:
                 vector = self.engine.vector_search(self.alias, query_vector, filters, n)
         if pending_lexical is not None:
             lexical = pending_lexical.result()
-        elif mode == "lexical":
+        elif mode in ("hybrid", "lexical"):
             lexical = self._lexical(text, filters, n, timings)
         with timings.stage("fusion"):
             if mode == "lexical":

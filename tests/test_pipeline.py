@@ -3,11 +3,13 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from relevance.filters import SearchFilters
 from relevance.pipeline import FusionOptions
 from relevance.services import Services
+from tests.conftest import CATALOG
 
 DRILLS = {"d1", "d2", "d3", "d4", "d5"}
 BITS = {"b1", "b2", "b3", "b4"}
@@ -74,28 +76,32 @@ def test_similar_excludes_itself_and_respects_filters(services: Services) -> Non
     assert all(item.product.category.startswith("Tools") for item in result.results)
 
 
-def test_the_lexical_search_runs_while_the_query_is_embedded(services: Services, monkeypatch) -> None:
-    """Hybrid latency is max(lexical, embed + kNN), not their sum: the lexical request starts first."""
+def test_server_engines_run_the_lexical_search_while_the_query_is_embedded(
+    engine_services: tuple[str, Services], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a server, hybrid latency is max(lexical, embed + kNN), not their sum; in process the
+    lexical search stays in the request thread (it would compete with the embedding for the cores)."""
+    name, services = engine_services
+    services.index_catalog(CATALOG)
     pipeline = services.pipeline
-    events: list[tuple[str, float, str]] = []
+    events: dict[str, tuple[float, str]] = {}
     encode, lexical_search = pipeline.embedder.encode_query, pipeline.engine.lexical_search
 
-    def slow_encode(text: str):
-        events.append(("embed start", time.perf_counter(), threading.current_thread().name))
-        time.sleep(0.3)  # a slow embedding, so the overlap cannot be luck
+    def slow_encode(text: str) -> np.ndarray:
+        events["embed"] = (time.perf_counter(), threading.current_thread().name)
+        time.sleep(0.3)  # a slow embedding, so an overlap cannot be luck
         return encode(text)
 
-    def recorded_lexical(*args, **kwargs):
-        events.append(("lexical start", time.perf_counter(), threading.current_thread().name))
+    def recorded_lexical(*args: object, **kwargs: object) -> list:
+        events["lexical"] = (time.perf_counter(), threading.current_thread().name)
         return lexical_search(*args, **kwargs)
 
     monkeypatch.setattr(pipeline.embedder, "encode_query", slow_encode)
     monkeypatch.setattr(pipeline.engine, "lexical_search", recorded_lexical)
-    started = time.perf_counter()
     hits = pipeline.ranked("cordless drill", SearchFilters(), mode="hybrid", rerank=False)
-    finished = time.perf_counter()
-    (_, lexical_at, lexical_thread), (_, embed_at, embed_thread) = sorted(events, key=lambda e: e[0], reverse=True)
-    assert lexical_thread != embed_thread
-    assert lexical_at < embed_at + 0.3 < finished, "the lexical search started before the embedding finished"
-    assert finished - started < 0.3 + 0.25
+    (embed_at, embed_thread), (lexical_at, lexical_thread) = events["embed"], events["lexical"]
+    if name == "embedded":
+        assert lexical_thread == embed_thread and lexical_at > embed_at + 0.3
+    else:
+        assert lexical_thread != embed_thread and lexical_at < embed_at + 0.3
     assert any(hit.lexical_rank is not None for hit in hits) and any(hit.vector_rank is not None for hit in hits)

@@ -161,6 +161,7 @@ class EmbeddedEngine:
     """In-process engine; see the module docstring for the on-disk layout."""
 
     name = "embedded"
+    concurrent_retrieval = False  # in-process: the lexical search would compete with the embedding for the cores
 
     def __init__(
         self,

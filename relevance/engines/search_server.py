@@ -83,6 +83,7 @@ class SearchServerEngine:
     """Base of the server adapters. Subclasses set ``name`` and the hooks below."""
 
     name = "server"
+    concurrent_retrieval = True
     mapping_file = ""
     source_param_prefix = ""  # opensearch-py spells mget's source filters "_source_includes"
     not_found_errors: tuple[type[BaseException], ...] = ()

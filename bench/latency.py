@@ -105,8 +105,8 @@ def layer_overhead(base: str, services: Services, queries: list[str], size: int)
     """Per query: /search over HTTP against the same work done straight through the adapter.
 
     The direct path does what a hybrid client of the engine has to do, the way the layer
-    does it: the lexical request in a second thread while the query is embedded and the
-    kNN request runs, then the page fetch. The difference is what the layer adds (HTTP,
+    does it: the lexical request (in a second thread while the query is embedded and the
+    kNN request runs, on server engines), the embedding, kNN, then the page fetch. The difference is what the layer adds (HTTP,
     Flask, JSON, fusion). ``engine_requests_ms`` is the engine's own three requests one
     after another with the vector precomputed, for reference.
     """
@@ -114,10 +114,13 @@ def layer_overhead(base: str, services: Services, queries: list[str], size: int)
     alias, n, no_filters = settings.index_alias, settings.candidates, SearchFilters()
     pool = http_client(base)
     overhead, direct_ms, sequential_ms = [], [], []
+    services.embedder.encode_query("warm up")  # the model loads on first use: not part of any query
     with ThreadPoolExecutor(max_workers=1) as lexical_thread:
         for text in queries:
             started = time.perf_counter()
             pending = lexical_thread.submit(engine.lexical_search, alias, text, no_filters, n)
+            if not engine.concurrent_retrieval:  # as the layer does on this engine: one after the other
+                pending.result()
             vector = services.embedder.encode_query(text)
             vectors = engine.vector_search(alias, vector, no_filters, n)
             lexical = pending.result()

@@ -108,8 +108,10 @@ def compute_features(query: str, candidates: Sequence[Candidate], stats: Catalog
     products = [c.product for c in candidates]
     # First: analysing products the table lacks may add ids the query lookups below need.
     batch = stats.texts.batch(products, stats.brand_set())
-    columns = _title_features(q, products, batch, stats)
-    columns.update(_field_features(q, batch, stats))
+    q_stems = list(dict.fromkeys(q.stems))
+    q_ids = [stats.texts.stems.get(s) for s in q_stems]
+    columns = _title_features(q, q_stems, q_ids, products, batch, stats)
+    columns.update(_field_features(q, q_stems, q_ids, batch, stats))
 
     def column(values: Sequence[float | None]) -> np.ndarray:
         return np.array(values, dtype=np.float64)  # None becomes NaN
@@ -165,10 +167,16 @@ def _share_of(matched: np.ndarray, whole: int) -> np.ndarray:
     return matched / whole if whole else np.full(len(matched), NAN)
 
 
-def _title_features(q: Analysed, products: Sequence[Product], batch: TextBatch, stats: CatalogStats) -> dict:
+def _title_features(
+    q: Analysed,
+    q_stems: list[str],
+    q_ids: list[int],
+    products: Sequence[Product],
+    batch: TextBatch,
+    stats: CatalogStats,
+) -> dict:
+    """Title matches; ``q_stems`` are the query's distinct stems, ``q_ids`` their ids (-1: unknown)."""
     size, texts = batch.size, stats.texts
-    q_stems = list(dict.fromkeys(q.stems))
-    q_ids = [texts.stems.get(s) for s in q_stems]
     corrected = list(dict.fromkeys(stem_words([stats.correct(word) for word in q.words])))
     idf = np.array([stats.idf(stem) for stem in q_stems])
     idf_total = float(idf.sum())
@@ -282,11 +290,11 @@ def _fuzzy_term_best(q: Analysed, words: Rows, vocabulary: list[str], size: int)
     return best
 
 
-def _field_features(q: Analysed, batch: TextBatch, stats: CatalogStats) -> dict[str, np.ndarray]:
+def _field_features(
+    q: Analysed, q_stems: list[str], q_ids: list[int], batch: TextBatch, stats: CatalogStats
+) -> dict[str, np.ndarray]:
     """Brand, category and description matches (NaN where the product lacks the field)."""
-    texts, size = stats.texts, batch.size
-    q_stems = list(dict.fromkeys(q.stems))
-    q_ids = [texts.stems.get(s) for s in q_stems]
+    size = batch.size
 
     def coverage(field: str, present: np.ndarray) -> np.ndarray:
         if not present.any():
@@ -296,9 +304,8 @@ def _field_features(q: Analysed, batch: TextBatch, stats: CatalogStats) -> dict[
     has_brand = batch.scalar("has_brand")
     brand_in_query = np.full(size, NAN)
     if has_brand.any():
-        brand = batch["brand_stems"]
-        in_query = np.bincount(brand.owner[np.isin(brand.values, q_ids)], minlength=size)
-        brand_in_query = np.where(has_brand, ((brand.lengths > 0) & (in_query == brand.lengths)).astype(float), NAN)
+        lengths, in_query = batch["brand_stems"].lengths, _matches(batch, "brand_stems", q_ids)
+        brand_in_query = np.where(has_brand, ((lengths > 0) & (in_query == lengths)).astype(float), NAN)
     columns = {
         "brand_coverage": coverage("brand_stems", has_brand),
         "brand_in_query": brand_in_query,

@@ -113,7 +113,10 @@ def _json_float(value: float) -> float | None:
 
 
 class CatalogStatsProvider:
-    """Statistics of the catalog the alias serves; the alias is looked up at most every few seconds."""
+    """Statistics of the catalog the alias serves; the alias is looked up at most every few seconds.
+
+    Without an engine, ``alias`` names one index version and the statistics are that version's.
+    """
 
     def __init__(self, data_dir: Path, engine: SearchEngine | None, alias: str) -> None:
         self.data_dir = data_dir
@@ -126,16 +129,13 @@ class CatalogStatsProvider:
     @classmethod
     def pinned(cls, data_dir: Path, version: str) -> CatalogStatsProvider:
         """The statistics of one index version, whatever the alias serves (checks before a swap)."""
-        provider = cls(data_dir, None, version)
-        provider._checked_at = float("inf")
-        provider._stats, provider._version = provider.for_version(version), version
-        return provider
+        return cls(data_dir, None, version)
 
     def current(self) -> CatalogStats:
         now = time.monotonic()
         if now - self._checked_at >= STATS_TTL_SECONDS:
             self._checked_at = now
-            version = self.engine.alias_target(self.alias)
+            version = self.engine.alias_target(self.alias) if self.engine else self.alias
             if version != self._version:
                 self._stats = self.for_version(version)
                 self._version = version

@@ -147,6 +147,21 @@ def layer_overhead(base: str, services: Services, queries: list[str], size: int)
     }
 
 
+def settled_status(base: str, timeout: float = 180.0, in_a_row: int = 10) -> dict:
+    """/readyz once every worker's reranker has its compiled trees (or never will): they build after start."""
+    deadline, seen = time.monotonic() + timeout, 0
+    while True:
+        status = requests.get(f"{base}/readyz", timeout=10).json()
+        reranker = status.get("reranker") or {}
+        if reranker.get("state") != "active" or reranker.get("predictor") == "compiled":
+            seen += 1  # gunicorn hands each request to any worker: several answers in a row cover them all
+        else:
+            seen = 0
+        if seen >= in_a_row or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
+
+
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency level")
@@ -177,9 +192,9 @@ def main() -> None:
     }
     results = []
     with Gunicorn(env, workers=args.workers) as server:
-        server_status = requests.get(f"{server.base}/readyz", timeout=10).json()
-        count = server_status["products"]
+        count = requests.get(f"{server.base}/readyz", timeout=10).json()["products"]
         run_clients(server.base, rng.sample(texts, args.warmup), 2, args.size)
+        server_status = settled_status(server.base)
         for clients in (1, 8):
             results.append(run_clients(server.base, rng.sample(texts, args.requests), clients, args.size))
         overhead = layer_overhead(server.base, services, rng.sample(texts, args.overhead_queries), args.size)

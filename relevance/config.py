@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         description="Model directory that serves until one is activated in data_dir (None: no bundled model).",
     )
     rerank_window: int = Field(200, ge=1, le=2000, description="Top fused results the learned model reorders.")
+    rerank_compiler: Literal["gcc", "clang", "none"] = Field(
+        "gcc",
+        description="C compiler that turns the active model's trees into native code (a third of LightGBM's"
+        " predict time); 'none', or no compiler on the machine, predicts through LightGBM.",
+    )
     feature_log_sample: float = Field(
         0.0, ge=0, le=1, description="Share of /search requests whose served feature vectors are logged."
     )

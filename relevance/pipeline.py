@@ -166,8 +166,8 @@ class SearchPipeline:
             return fused[:depth], None
         window = fused[: max(depth, self.settings.rerank_window)]
         with timings.stage("rerank"):
-            hits, detail = self._rerank(text, query_vector, window, model)
-        return hits[:depth], detail
+            hits, detail = self._rerank(text, query_vector, window, model, depth)
+        return hits, detail
 
     def candidate_features(
         self, text: str, query_vector: np.ndarray, hits: Sequence[FusedHit]
@@ -200,16 +200,20 @@ class SearchPipeline:
         return dict(zip(stored, scores.tolist(), strict=True))
 
     def _rerank(
-        self, text: str, query_vector: np.ndarray, window: list[FusedHit], model: RankerModel | None
+        self, text: str, query_vector: np.ndarray, window: list[FusedHit], model: RankerModel | None, depth: int
     ) -> tuple[list[FusedHit], RerankDetail]:
+        """The top ``depth`` of the window in the model's order, and what it computed for the whole window."""
         kept, rows, products = self.candidate_features(text, query_vector, window)
         if model is None:
             ids = [hit.product_id for hit in kept]
-            return kept, RerankDetail(None, ids, rows, None, products)
+            return kept[:depth], RerankDetail(None, ids, rows, None, products)
         scores = model.predict(rows) if len(kept) else np.zeros(0)
         order = np.argsort(-scores, kind="stable")  # ties keep the fused order
-        hits = [kept[i].reranked(score) for i, score in zip(order.tolist(), scores[order].tolist(), strict=True)]
-        detail = RerankDetail(model.version, [h.product_id for h in hits], rows[order], scores[order], products)
+        ranked = order.tolist()
+        hits = [
+            kept[i].reranked(score) for i, score in zip(ranked[:depth], scores[order[:depth]].tolist(), strict=True)
+        ]
+        detail = RerankDetail(model.version, [kept[i].product_id for i in ranked], rows[order], scores[order], products)
         return hits, detail
 
     def _fused(

@@ -12,6 +12,7 @@ from relevance.config import Settings
 from relevance.embedder import Embedder
 from relevance.engines import SearchEngine, create_engine
 from relevance.pipeline import SearchPipeline
+from reranker.compiled import TreeCompiler
 from reranker.feature_log import FeatureLog
 from reranker.registry import ModelRegistry
 from reranker.serving import Reranker
@@ -37,7 +38,8 @@ class Services:
             query_backend=settings.embedding_query_backend,
             cache_dir=settings.data_dir / "models",
         )
-        reranker = Reranker(ModelRegistry(settings.model_root, settings.default_model))
+        compiler = TreeCompiler(settings.data_dir / "compiled_models", settings.rerank_compiler)
+        reranker = Reranker(ModelRegistry(settings.model_root, settings.default_model), compiler)
         pipeline = SearchPipeline(engine, embedder, settings, reranker)
         return cls(
             settings, engine, embedder, pipeline, FeatureLog(settings.feature_log_dir, settings.feature_log_sample)

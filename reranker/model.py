@@ -10,6 +10,7 @@ import lightgbm as lgb
 import numpy as np
 
 from relevance.errors import ModelError
+from reranker.compiled import CompiledTrees
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC
 from reranker.registry import model_checksum
 
@@ -100,6 +101,12 @@ class RankerModel:
     version: str
     booster: lgb.Booster
     meta: dict[str, Any]
+    native: CompiledTrees | None = None  # the same trees compiled (reranker.compiled), once ready
+    native_failure: str | None = None  # why there are none, when compiling failed
+
+    @property
+    def checksum(self) -> str:
+        return str(self.meta["model_sha256"])
 
     @classmethod
     def from_text(cls, version: str, text: str, meta: dict[str, Any]) -> RankerModel:
@@ -122,7 +129,9 @@ class RankerModel:
         return cls(version, booster, meta)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        return self.booster.predict(features, num_threads=1)
+        native = self.native
+        scores = native.try_predict(features) if native is not None else None
+        return scores if scores is not None else self.booster.predict(features, num_threads=1)
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
         """(rows, features + 1): each feature's SHAP contribution, then the bias; rows sum to the score."""

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from indexer.product import Product
+from reranker import kernels
 from reranker.text import UNIT_ALIASES, analyse, category_level
 
 UNITS: tuple[str, ...] = tuple(sorted(UNIT_ALIASES))
@@ -120,6 +121,35 @@ class TextBatch:
         if found is None:
             found = self._scalars[name] = self._table.scalars[name][self._rows]
         return found
+
+    # Read in place through compiled loops (reranker.kernels), without gathering the values.
+    def lengths(self, name: str) -> np.ndarray:
+        offsets = self._table.ragged[name][1]
+        return offsets[self._rows + 1] - offsets[self._rows]
+
+    def ends(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Each product's first and last value of ``name`` (-1 where it has none)."""
+        values, offsets = self._table.ragged[name]
+        starts, stops = offsets[self._rows], offsets[self._rows + 1]
+        if not values.size:
+            return np.full(self.size, -1, dtype=values.dtype), np.full(self.size, -1, dtype=values.dtype)
+        empty = starts == stops
+        first = np.where(empty, -1, values[np.minimum(starts, values.size - 1)])
+        return first, np.where(empty, -1, values[np.maximum(stops - 1, 0)])
+
+    def weighted_hits(self, name: str, table: np.ndarray) -> np.ndarray:
+        """Per product: the sum of ``table[id]`` over its (vocabulary id) values of ``name``."""
+        values, offsets = self._table.ragged[name]
+        return kernels.weighted_hits(values, offsets, self._rows, table)
+
+    def sorted_hits(self, name: str, wanted: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Per product: the summed ``weights`` of the sorted ``wanted`` values among its values of ``name``."""
+        values, offsets = self._table.ragged[name]
+        return kernels.sorted_hits(values, offsets, self._rows, wanted.astype(values.dtype), weights)
+
+    def last_position(self, name: str, target: int) -> np.ndarray:
+        values, offsets = self._table.ragged[name]
+        return kernels.last_position(values, offsets, self._rows, target)
 
 
 class _Table:

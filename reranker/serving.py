@@ -7,6 +7,7 @@ status (for /readyz) says "degraded" with the reason, and the log says it once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import numpy as np
 
 from relevance.engines.base import SearchEngine
 from reranker.catalog_stats import CatalogStats, stats_path
+from reranker.compiled import TreeCompiler
 from reranker.features import FEATURE_NAMES
 from reranker.model import RankerModel
 from reranker.registry import META_FILE, MODEL_FILE, ModelRegistry
@@ -34,14 +36,16 @@ class RerankerStatus:
     state: str  # "off" (no model active), "active" or "degraded"
     version: str | None
     reason: str | None = None
+    predictor: str | None = None  # "compiled" or "lightgbm" while a model is active
 
     def as_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "version": self.version, "reason": self.reason}
+        return {"state": self.state, "version": self.version, "reason": self.reason, "predictor": self.predictor}
 
 
 class Reranker:
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, compiler: TreeCompiler | None = None) -> None:
         self.registry = registry
+        self.compiler = compiler
         self._lock = threading.Lock()
         self._pointer_key: tuple[int, int, int] | object | None = _NOT_LOADED
         self._model: RankerModel | None = None
@@ -55,7 +59,10 @@ class Reranker:
 
     def status(self) -> RerankerStatus:
         self._refresh()
-        return self._status
+        model = self._model
+        if model is None:
+            return self._status
+        return dataclasses.replace(self._status, predictor="compiled" if model.native else "lightgbm")
 
     def _refresh(self) -> None:
         try:
@@ -85,6 +92,8 @@ class Reranker:
         except Exception as exc:  # any broken model degrades to the fused order, never fails a search
             return None, self._degraded(version, f"{type(exc).__name__}: {exc}")
         log.info("reranking with model %s", version)
+        if self.compiler is not None:
+            self.compiler.start(model)  # serves through LightGBM until the compiled trees are ready
         return model, RerankerStatus("active", version)
 
     def _degraded(self, version: str | None, reason: str) -> RerankerStatus:

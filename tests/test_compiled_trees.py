@@ -1,0 +1,111 @@
+"""The active model's trees compiled to native code: LightGBM's scores bit for bit, and
+LightGBM itself whenever compiling is not possible."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+import tl2cgen
+
+from relevance.api import create_app
+from relevance.config import BUNDLED_MODEL
+from relevance.embedder import Embedder
+from reranker.compiled import compile_trees, probe_rows
+from reranker.features import FEATURE_NAMES
+from reranker.model import RankerModel
+from tests.conftest import CATALOG, make_services
+
+
+def bundled_model() -> RankerModel:
+    meta = json.loads((BUNDLED_MODEL / "meta.json").read_text())
+    return RankerModel.from_text("default", (BUNDLED_MODEL / "model.txt").read_text(), meta)
+
+
+def page(client: object, query: str) -> list[tuple[str, float]]:
+    body = client.get(f"/search?q={query}&size=20").get_json()  # type: ignore[attr-defined]
+    assert body["reranked_by"] == "default"
+    return [(r["product_id"], r["score"]) for r in body["results"]]
+
+
+def test_compiled_trees_score_bit_for_bit_like_lightgbm(tmp_path: Path) -> None:
+    model = bundled_model()
+    compiled = compile_trees(model.booster, model.checksum, tmp_path, "gcc")
+    rows = probe_rows(model.booster, rows=5000, seed=11)
+    expected = model.booster.predict(rows, num_threads=1)
+    assert np.array_equal(compiled.try_predict(rows), expected)
+    assert len(np.unique(expected)) > 4000, "the probe rows reach many different leaves"
+    assert compiled.try_predict(np.zeros((0, len(FEATURE_NAMES)))).shape == (0,)
+
+
+def test_searches_move_to_the_compiled_trees_once_built_with_the_same_scores(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    services = make_services(tmp_path, embedder, default_model=BUNDLED_MODEL)
+    services.index_catalog(CATALOG)
+    client = create_app(services=services).test_client()
+    reranker = services.pipeline.reranker
+    served = {query: page(client, query) for query in ("cordless+drill", "1/2+inch+pvc", "water+heater")}
+    reranker.compiler.wait(180)
+    model = reranker.model()
+    assert model.native is not None and model.native_failure is None
+    assert client.get("/readyz").get_json()["reranker"]["predictor"] == "compiled"
+
+    def lightgbm_unavailable(*args: object, **kwargs: object) -> None:
+        raise AssertionError("scored through LightGBM")
+
+    model.booster.predict = lightgbm_unavailable  # from here on only the compiled trees can score
+    assert {query: page(client, query) for query in served} == served
+
+
+def test_without_a_compiler_the_model_predicts_through_lightgbm(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    services = make_services(tmp_path, embedder, default_model=BUNDLED_MODEL)
+    services.index_catalog(CATALOG)
+    client = create_app(services=services).test_client()
+    with caplog.at_level(logging.WARNING, logger="reranker.compiled"):
+        served = page(client, "cordless+drill")
+        services.pipeline.reranker.compiler.wait(60)
+    model = services.pipeline.reranker.model()
+    assert model.native is None and "gcc" in model.native_failure
+    status = client.get("/readyz").get_json()["reranker"]
+    assert status["state"] == "active" and status["predictor"] == "lightgbm"
+    assert page(client, "cordless+drill") == served
+    assert any("predicts through LightGBM" in r.getMessage() for r in caplog.records)
+
+
+def test_a_cached_library_that_disagrees_with_the_model_is_refused(tmp_path: Path) -> None:
+    model = bundled_model()
+    rng = np.random.default_rng(0)
+    features, labels = rng.random((200, len(FEATURE_NAMES))), rng.integers(0, 3, 200)
+    other = lgb.train(
+        {"objective": "lambdarank", "num_leaves": 4, "min_data_in_leaf": 5, "verbosity": -1},
+        lgb.Dataset(features, labels, group=[20] * 10),
+        num_boost_round=5,
+    )
+    planted = compile_trees(other, "0" * 64, tmp_path / "other", "gcc").library
+    target = tmp_path / "cache" / planted.name.replace("0" * 32, model.checksum[:32])
+    target.parent.mkdir()
+    target.write_bytes(planted.read_bytes())  # a stale or foreign file under this model's name
+    with pytest.raises(ValueError, match="disagree with LightGBM"):
+        compile_trees(model.booster, model.checksum, tmp_path / "cache", "gcc")
+
+
+def test_build_folders_left_by_an_exited_process_are_removed(tmp_path: Path) -> None:
+    abandoned, fresh = tmp_path / "build-abandoned", tmp_path / "build-running"
+    for folder in (abandoned, fresh):
+        folder.mkdir()
+        (folder / "main.c").write_text("/* generated */")
+    os.utime(abandoned, (time.time() - 7200, time.time() - 7200))
+    model = bundled_model()
+    compile_trees(model.booster, model.checksum, tmp_path, "gcc")
+    assert not abandoned.exists() and fresh.exists(), "only folders no build can still own are removed"
+    assert [p.name for p in tmp_path.glob("*.so")] == [f"{model.checksum[:32]}-tl2cgen-{tl2cgen.__version__}.so"]

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PROBE_ROWS = 512
+LOW_WORD = np.uint64(0xFFFFFFFF)
 BUILD_PREFIX = "build-"
 ABANDONED_AFTER_SECONDS = 3600.0  # a build takes seconds; an hour-old folder has no owner left
 
@@ -49,14 +50,35 @@ class CompiledTrees:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            matrix = tl2cgen.DMatrix(np.ascontiguousarray(features, dtype=np.float64), dtype="float64")
+            matrix = tl2cgen.DMatrix(_unambiguous(features), dtype="float64")
             return self._predictor.predict(matrix, pred_margin=True).reshape(len(features))
         finally:
             self._lock.release()
 
 
+def _low_word_set(values: np.ndarray) -> np.ndarray:
+    return (values.view(np.uint64) & LOW_WORD) == LOW_WORD
+
+
+def _unambiguous(features: np.ndarray) -> np.ndarray:
+    """The rows with every value tl2cgen would read as missing moved up one ulp.
+
+    The generated code takes each value in a C union whose int member is -1 for
+    "missing", so a double whose low 32 bits are all ones (0.9999999999999999, an
+    idf-weighted coverage of 1, is one) would take the missing branch. One ulp up
+    clears them, and changes no split: ``v <= t`` and ``next(v) <= t`` differ only
+    when ``t == v``, and ``compile_trees`` refuses models with such a threshold.
+    """
+    features = np.ascontiguousarray(features, dtype=np.float64)
+    clash = _low_word_set(features) & ~np.isnan(features)
+    return np.where(clash, np.nextafter(features, np.inf), features) if clash.any() else features
+
+
 def compile_trees(booster: lgb.Booster, checksum: str, cache_dir: Path, toolchain: str) -> CompiledTrees:
     """The model's compiled trees, built (or found) under ``cache_dir`` and checked against LightGBM."""
+    thresholds = split_thresholds(booster)
+    if any(_low_word_set(np.asarray(values)).any() for values in thresholds):
+        raise ValueError("a split threshold has its low 32 bits set; tl2cgen would read values equal to it as missing")
     library = cache_dir / f"{checksum[:32]}-tl2cgen-{tl2cgen.__version__}.so"
     if not library.is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +90,7 @@ def compile_trees(booster: lgb.Booster, checksum: str, cache_dir: Path, toolchai
             tl2cgen.export_lib(model, toolchain=toolchain, libpath=built, params={"parallel_comp": 8}, verbose=False)
             os.replace(built, library)
     compiled = CompiledTrees(library)
-    probe = probe_rows(booster)
+    probe = probe_rows(thresholds)
     expected = booster.predict(probe, num_threads=1)
     got = compiled.try_predict(probe)
     # Bit for bit: served scores must be reproducible from logged features with LightGBM alone.
@@ -88,8 +110,8 @@ def _remove_abandoned_builds(cache_dir: Path) -> None:
             pass
 
 
-def probe_rows(booster: lgb.Booster, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:
-    """Rows that reach many leaves: each value a split threshold of its feature, nudged either way, or missing."""
+def split_thresholds(booster: lgb.Booster) -> list[list[float]]:
+    """Per feature, the thresholds of the splits on it."""
     thresholds: list[list[float]] = [[] for _ in range(booster.num_feature())]
 
     def collect(node: dict) -> None:
@@ -100,6 +122,12 @@ def probe_rows(booster: lgb.Booster, rows: int = PROBE_ROWS, seed: int = 0) -> n
 
     for tree in booster.dump_model()["tree_info"]:
         collect(tree["tree_structure"])
+    return thresholds
+
+
+def probe_rows(thresholds: list[list[float]], rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:
+    """Rows that reach many leaves: each value a split threshold of its feature, nudged either way, missing,
+    or with its low 32 bits set (the values tl2cgen could mistake for missing)."""
     rng = np.random.default_rng(seed)
     probe = np.full((rows, len(thresholds)), np.nan)
     for column, values in enumerate(thresholds):
@@ -107,7 +135,9 @@ def probe_rows(booster: lgb.Booster, rows: int = PROBE_ROWS, seed: int = 0) -> n
             continue
         picked = rng.choice(np.asarray(values), size=rows)
         nudged = picked + rng.choice([-1e-6, 0.0, 1e-6], size=rows) * np.maximum(np.abs(picked), 1.0)
-        probe[:, column] = np.where(rng.random(rows) < 0.1, np.nan, nudged)
+        low_word_set = (nudged.view(np.uint64) | LOW_WORD).view(np.float64)
+        draw = rng.random(rows)
+        probe[:, column] = np.where(draw < 0.1, np.nan, np.where(draw < 0.2, low_word_set, nudged))
     return probe
 
 

@@ -17,7 +17,7 @@ import tl2cgen
 from relevance.api import create_app
 from relevance.config import BUNDLED_MODEL
 from relevance.embedder import Embedder
-from reranker.compiled import compile_trees, probe_rows
+from reranker.compiled import compile_trees, probe_rows, split_thresholds
 from reranker.features import FEATURE_NAMES
 from reranker.model import RankerModel
 from tests.conftest import CATALOG, make_services
@@ -37,7 +37,7 @@ def page(client: object, query: str) -> list[tuple[str, float]]:
 def test_compiled_trees_score_bit_for_bit_like_lightgbm(tmp_path: Path) -> None:
     model = bundled_model()
     compiled = compile_trees(model.booster, model.checksum, tmp_path, "gcc")
-    rows = probe_rows(model.booster, rows=5000, seed=11)
+    rows = probe_rows(split_thresholds(model.booster), rows=5000, seed=11)
     expected = model.booster.predict(rows, num_threads=1)
     assert np.array_equal(compiled.try_predict(rows), expected)
     assert len(np.unique(expected)) > 4000, "the probe rows reach many different leaves"
@@ -109,3 +109,15 @@ def test_build_folders_left_by_an_exited_process_are_removed(tmp_path: Path) -> 
     compile_trees(model.booster, model.checksum, tmp_path, "gcc")
     assert not abandoned.exists() and fresh.exists(), "only folders no build can still own are removed"
     assert [p.name for p in tmp_path.glob("*.so")] == [f"{model.checksum[:32]}-tl2cgen-{tl2cgen.__version__}.so"]
+
+
+def test_values_whose_low_word_is_all_ones_are_not_read_as_missing(tmp_path: Path) -> None:
+    """tl2cgen marks a missing value by -1 in the low 32 bits of the double; 1 - 2**-53 has them all set."""
+    model = bundled_model()
+    compiled = compile_trees(model.booster, model.checksum, tmp_path, "gcc")
+    rows = probe_rows(split_thresholds(model.booster), rows=2000, seed=5)
+    almost_one = 0.9999999999999999  # an idf-weighted coverage of 1 summed in floating point
+    assert np.array(almost_one).view(np.uint64) & 0xFFFFFFFF == 0xFFFFFFFF
+    rows[:, FEATURE_NAMES.index("title_idf_coverage")] = almost_one
+    rows[: len(rows) // 2, FEATURE_NAMES.index("title_coverage")] = -almost_one
+    assert np.array_equal(compiled.try_predict(rows), model.booster.predict(rows, num_threads=1))

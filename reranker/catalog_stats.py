@@ -27,6 +27,7 @@ from reranker.text import analyse, category_level
 TOP_CATEGORIES_PER_TERM = 8
 SPELLING_MIN_SCORE = 80.0  # rapidfuzz ratio; below it a word is left as typed
 SPELLING_MIN_COUNT = 3  # words rarer than this in the catalog are not correction targets
+SPELLING_MEMO_ENTRIES = 100_000  # corrections remembered per process; any text reaches here, so bounded
 
 
 STATS_VERSION = 3
@@ -87,6 +88,8 @@ class CatalogStats:
             if self._targets is None:
                 self._targets = tuple(w for w, n in self.words.items() if n >= SPELLING_MIN_COUNT and len(w) >= 3)
             match = process.extractOne(word, self._targets, scorer=fuzz.ratio, score_cutoff=SPELLING_MIN_SCORE)
+            if len(self._corrections) >= SPELLING_MEMO_ENTRIES:
+                self._corrections.clear()  # cheaper than LRU bookkeeping on every search; refills with what recurs
             self._corrections[word] = match[0] if match else word
         return self._corrections[word]
 

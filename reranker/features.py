@@ -6,9 +6,9 @@ does not apply (no number in the query, no brand on the product) is NaN, which
 LightGBM treats as missing the same way in training and in serving.
 
 Products arrive analysed (reranker.product_texts: term ids per product, computed by the
-index job), so per-candidate work is numpy over the candidates' gathered rows, and the
-fuzzy scores run through rapidfuzz over all candidates at once; nothing here calls the
-engine.
+index job), so per-candidate work is compiled loops over the candidates' slices of that
+table (reranker.kernels) and numpy over the results, and the fuzzy scores run through
+rapidfuzz over all candidates at once; nothing here calls the engine.
 """
 
 from __future__ import annotations

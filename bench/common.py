@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,25 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "yardstick_ms": cpu_yardstick_ms(),
     }
+
+
+def cpu_yardstick_ms(rounds: int = 15) -> float:
+    """p50 of a fixed Python + numpy workload: how fast this (shared) machine runs right now.
+
+    Its speed has moved by 40% within an hour; a benchmark records this at its start and
+    end so that runs made at different times can be compared.
+    """
+    rng = np.random.default_rng(0)
+    data = rng.random(200_000)
+    timings = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        sum(range(200_000))
+        np.sort(data)
+        timings.append((time.perf_counter() - started) * 1000)
+    return round(float(np.median(timings)), 2)
 
 
 def home_depot_paths(data: Path) -> dict[str, Path]:

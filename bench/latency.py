@@ -30,6 +30,7 @@ from bench.common import (
     Gunicorn,
     bench_parser,
     bench_settings,
+    cpu_yardstick_ms,
     ensure_index,
     home_depot_paths,
     machine,
@@ -191,6 +192,7 @@ def main() -> None:
         "RELEVANCE_RERANK": "true" if args.rerank == "on" else "false",
     }
     results = []
+    yardstick_at_start = cpu_yardstick_ms()
     with Gunicorn(env, workers=args.workers) as server:
         count = requests.get(f"{server.base}/readyz", timeout=10).json()["products"]
         run_clients(server.base, rng.sample(texts, args.warmup), 2, args.size)
@@ -212,7 +214,7 @@ def main() -> None:
                 "runs": results,
                 "layer_overhead": overhead,
                 "index_job": index_report,
-                "machine": machine(),
+                "machine": {**machine(), "yardstick_ms_at_start": yardstick_at_start},
             },
             indent=2,
         )

@@ -86,10 +86,15 @@ def bench_parser(doc: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--engine", default="embedded", choices=["embedded", "elasticsearch", "opensearch"])
     parser.add_argument("--engine-url", default="http://127.0.0.1:9200", help="server engines only")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="index + embedding cache (reused)")
+    parser.add_argument(
+        "--query-precision", choices=["int8", "float32"], default=None, help="ONNX query encoder (default: settings')"
+    )
     return parser
 
 
 def bench_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    if getattr(args, "query_precision", None):
+        overrides = {"embedding_query_precision": args.query_precision, **overrides}
     if args.engine != "embedded":  # bulk loads of 54k products need more than the serving timeout
         overrides = {"engine_url": args.engine_url, "engine_timeout": 120.0, **overrides}
     return load_settings(data_dir=args.work_dir, engine=args.engine, **{"index_alias": "homedepot", **overrides})

@@ -190,6 +190,7 @@ def main() -> None:
         "RELEVANCE_TORCH_THREADS": str(args.torch_threads),
         "RELEVANCE_ENGINE_URL": settings.engine_url,
         "RELEVANCE_RERANK": "true" if args.rerank == "on" else "false",
+        "RELEVANCE_EMBEDDING_QUERY_PRECISION": settings.embedding_query_precision,
     }
     results = []
     yardstick_at_start = cpu_yardstick_ms()
@@ -208,6 +209,7 @@ def main() -> None:
                 "products": count,
                 "gunicorn_workers": args.workers,
                 "torch_threads_per_worker": args.torch_threads,
+                "query_precision": settings.embedding_query_precision,
                 "page_size": args.size,
                 "rerank": args.rerank,
                 "reranker": server_status.get("reranker"),

@@ -49,7 +49,9 @@ def ensure_catalog_stats(services: Services, catalog: Path) -> None:
 
 def cached_lists(services: Services, judged, eligible: list[str], cache_dir: Path) -> list[CandidateList]:
     version = services.engine.alias_target(services.settings.index_alias)
-    key = hashlib.sha256(json.dumps([version, FEATURE_SPEC, eligible]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps([version, services.embedder.query_vectors_id, FEATURE_SPEC, eligible]).encode()
+    ).hexdigest()[:16]
     path = cache_dir / f"ltr-lists-{key}.pickle"
     if path.is_file():
         return pickle.loads(path.read_bytes())
@@ -63,7 +65,7 @@ def cached_lists(services: Services, judged, eligible: list[str], cache_dir: Pat
 
 def cached_baselines(services: Services, judged, eligible: list[str], cache_dir: Path):
     version = services.engine.alias_target(services.settings.index_alias)
-    key = hashlib.sha256(json.dumps([version, eligible]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([version, services.embedder.query_vectors_id, eligible]).encode()).hexdigest()[:16]
     path = cache_dir / f"baselines-{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
@@ -82,6 +84,23 @@ def ranked_ids(item: CandidateList, scores: np.ndarray) -> list[str]:
     return [item.product_ids[i] for i in order]
 
 
+def versus_earlier_run(ltr: dict[str, np.ndarray], eligible: list[str], path: Path, samples: int) -> dict:
+    """This run's LTR minus an earlier run's (another variant), paired by query: a variant's effect with its CI."""
+    earlier = json.loads(path.read_text())
+    if earlier["query_ids"] != eligible:
+        raise SystemExit(f"{path} scored other queries: compare runs over the same eligible queries")
+    compared: dict = {"run": str(path)}
+    for mode, values in ltr.items():
+        test = paired_bootstrap(values, np.asarray(earlier[mode]), samples=samples, seed=0)
+        compared[mode] = {
+            "earlier": round(float(np.mean(earlier[mode])), 4),
+            "difference": round(test.difference, 4),
+            "ci95": [round(test.ci_low, 4), round(test.ci_high, 4)],
+            "p_value": test.p_value,
+        }
+    return compared
+
+
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--folds", type=int, default=5)
@@ -93,6 +112,10 @@ def main() -> None:
     parser.add_argument("--valid-share", type=float, default=0.1, help="of each training fold, for early stopping")
     parser.add_argument("--bootstrap-samples", type=int, default=10000)
     parser.add_argument("--param", action="append", default=[], help="LightGBM parameter override, key=value")
+    parser.add_argument("--per-query", type=Path, help="write LTR's per-query NDCG@10 here (JSON), for --compare-to")
+    parser.add_argument(
+        "--compare-to", type=Path, help="an earlier run's --per-query file: paired CI of this run minus it"
+    )
     args = parser.parse_args()
 
     paths = home_depot_paths(args.data)
@@ -149,6 +172,7 @@ def main() -> None:
     result: dict = {
         "dataset": f"home_depot dev split ({args.data})",
         "engine": args.engine,
+        "query_vectors": services.embedder.query_vectors_id,
         "queries": len(eligible),
         "folds": args.folds,
         "metric": "NDCG@10",
@@ -177,6 +201,10 @@ def main() -> None:
                 "losses": int(np.sum(ltr[mode] < np.asarray(base[best]) - 1e-9)),
             },
         }
+    if args.per_query:
+        args.per_query.write_text(json.dumps({"query_ids": eligible, **{m: v.tolist() for m, v in ltr.items()}}))
+    if args.compare_to:
+        result["ltr_vs_compared_run"] = versus_earlier_run(ltr, eligible, args.compare_to, args.bootstrap_samples)
     total = importance.sum() or 1.0
     result["feature_importance_gain_share"] = {
         name: round(float(value / total), 4)

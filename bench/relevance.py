@@ -49,9 +49,9 @@ METHODS = {
 class MemoQueries:
     """Embeds each distinct query once, through the serving path, for all eight runs."""
 
-    def __init__(self, inner: Embedder) -> None:
+    def __init__(self, inner: Embedder, known: dict[str, np.ndarray] | None = None) -> None:
         self._inner = inner
-        self._vectors: dict[str, np.ndarray] = {}
+        self._vectors: dict[str, np.ndarray] = dict(known or {})
 
     def encode_query(self, text: str) -> np.ndarray:
         if text not in self._vectors:
@@ -89,14 +89,18 @@ def native_fusion(services: Services, queries: dict[str, str], judgments, eligib
 
 
 def score_methods(
-    services: Services, queries: dict[str, str], judgments: dict[str, dict[str, float]], eligible: list[str]
+    services: Services,
+    queries: dict[str, str],
+    judgments: dict[str, dict[str, float]],
+    eligible: list[str],
+    methods: dict = METHODS,
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Per-query NDCG@10 of every method, in judged-list and full-retrieval mode (no learned reranking)."""
-    judged_list: dict[str, list[float]] = {name: [] for name in METHODS}
-    full: dict[str, list[float]] = {name: [] for name in METHODS}
+    judged_list: dict[str, list[float]] = {name: [] for name in methods}
+    full: dict[str, list[float]] = {name: [] for name in methods}
     for qid in tqdm(eligible, desc="queries", file=sys.stderr):
         text, gains = queries[qid], judgments[qid]
-        for name, (mode, fusion) in METHODS.items():
+        for name, (mode, fusion) in methods.items():
             ranked = services.pipeline.rank_candidates(text, list(gains), mode=mode, fusion=fusion, rerank=False)
             judged_list[name].append(ndcg_at_k([h.product_id for h in ranked], gains))
             retrieved = services.pipeline.ranked(

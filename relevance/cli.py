@@ -394,6 +394,7 @@ def train(ctx: click.Context, judgments: Path, queries: Path | None, grade_offse
         fit_set = set(fit_queries)
         fit = training_set([c for c in found if c.query_id in fit_set], judged, scale, collect)
         valid = training_set([c for c in found if c.query_id not in fit_set], judged, scale, collect)
+        source["query_vectors"] = services.embedder.query_vectors_id
     registry = services.pipeline.reranker.registry
     version, meta = train_and_save(fit, valid, registry, scale=scale, options=collect, source=source)
     if options["activate"]:

@@ -69,6 +69,7 @@ class Embedder:
         torch_threads: int | None = None,
         batch_precision: str = "auto",
         query_backend: str = "onnx",
+        query_precision: str = "int8",
         cache_dir: Path | None = None,
     ) -> None:
         if batch_precision not in ("auto", "float32", "bfloat16"):
@@ -79,8 +80,11 @@ class Embedder:
         self.torch_threads = torch_threads
         if query_backend not in ("onnx", "torch"):
             raise ModelError(f"query_backend must be onnx or torch, got {query_backend!r}")
+        if query_precision not in ("int8", "float32"):
+            raise ModelError(f"query_precision must be int8 or float32, got {query_precision!r}")
         self.batch_precision = batch_precision
         self.query_backend = query_backend
+        self.query_precision = query_precision  # ONNX queries only: torch queries are always float32
         self.cache_dir = (
             cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "relevance-models"
         )
@@ -97,6 +101,14 @@ class Embedder:
         """Identifies the vectors this embedder makes: the cache key and index metadata use it."""
         precision = "bf16" if self.uses_bfloat16 else "fp32"
         return f"{self.model_name}|max_seq_length={self.max_seq_length}|{precision}"
+
+    @property
+    def query_vectors_id(self) -> str:
+        """Identifies how queries are embedded (model, backend, precision in effect): training
+        metadata and cached benchmark features record it, since the cosine features depend on it."""
+        self.load()
+        encoder = self._query_encoder
+        return f"{self.model_id}|" + (f"onnx-{encoder.precision}" if encoder is not None else "torch-float32")
 
     @property
     def loaded(self) -> bool:
@@ -123,7 +135,7 @@ class Embedder:
                 from relevance.onnx_query import OnnxQueryEncoder
 
                 try:
-                    self._query_encoder = OnnxQueryEncoder(model, self.cache_dir, self.model_id)
+                    self._query_encoder = OnnxQueryEncoder(model, self.cache_dir, self.model_id, self.query_precision)
                 except Exception as exc:  # export or runtime trouble: fall back, say so once
                     log.warning("ONNX query encoder unavailable (%s); queries use torch", exc)
             self._model = model

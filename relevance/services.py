@@ -36,6 +36,7 @@ class Services:
             torch_threads=settings.torch_threads,
             batch_precision=settings.embedding_batch_precision,
             query_backend=settings.embedding_query_backend,
+            query_precision=settings.embedding_query_precision,
             cache_dir=settings.data_dir / "models",
         )
         compiler = TreeCompiler(settings.data_dir / "compiled_models", settings.rerank_compiler)

@@ -103,12 +103,17 @@ class Embedder:
         return f"{self.model_name}|max_seq_length={self.max_seq_length}|{precision}"
 
     @property
-    def query_vectors_id(self) -> str:
-        """Identifies how queries are embedded (model, backend, precision in effect): training
-        metadata and cached benchmark features record it, since the cosine features depend on it."""
+    def query_encoder(self) -> str:
+        """How queries are embedded now: onnx-int8, onnx-float32 (also after an int8 fallback), torch-float32."""
         self.load()
         encoder = self._query_encoder
-        return f"{self.model_id}|" + (f"onnx-{encoder.precision}" if encoder is not None else "torch-float32")
+        return f"onnx-{encoder.precision}" if encoder is not None else "torch-float32"
+
+    @property
+    def query_vectors_id(self) -> str:
+        """Identifies the query vectors (model and encoder): training metadata and cached benchmark
+        features record it, since the cosine features depend on it."""
+        return f"{self.model_id}|{self.query_encoder}"
 
     @property
     def loaded(self) -> bool:

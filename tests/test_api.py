@@ -115,6 +115,7 @@ def test_health_and_readiness(client) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz").get_json()
     assert ready["status"] == "ready" and ready["products"] == 40 and ready["index_version"].startswith("products-")
+    assert ready["query_encoder"] == "onnx-int8"  # the default, and what an operator checks after a fallback
 
 
 def test_without_an_index_search_is_503_and_not_ready(tmp_path: Path, embedder: Embedder) -> None:

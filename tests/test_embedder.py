@@ -74,7 +74,7 @@ def test_an_int8_encoder_that_strays_falls_back_to_float32(embedder: Embedder, m
     monkeypatch.setattr(onnx_query, "MIN_INT8_COSINE", 0.99999)  # no int8 encoder is that close
     strict = Embedder(embedder.model_name, query_precision="int8", cache_dir=embedder.cache_dir)
     strict.load()
-    assert strict._query_encoder.precision == "float32" and "strays from float32" in caplog.text
+    assert strict.query_encoder == "onnx-float32" and "strays from float32" in caplog.text
     exact = Embedder(embedder.model_name, query_backend="torch")
     exact._model = embedder._model
     assert np.allclose(strict.encode_query("drill"), exact.encode_query("drill"), atol=1e-5)

@@ -36,6 +36,7 @@ def readyz() -> ResponseReturnValue:
             "index_version": services.engine.alias_target(alias),
             "products": products,
             "embedding_model": services.embedder.model_name,
+            "query_encoder": services.embedder.query_encoder,
             "reranker": reranker.as_dict() if reranker else None,
         }
     )

@@ -154,6 +154,7 @@ class HealthResponse(BaseModel):
     index_version: str | None = None
     products: int | None = None
     embedding_model: str | None = None
+    query_encoder: str | None = None
     reranker: RerankerHealth | None = None
 
 

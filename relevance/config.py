@@ -63,7 +63,7 @@ class Settings(BaseSettings):
         "auto", description="Product batches in bfloat16 where the CPU has native bf16 ('auto'), or forced."
     )
     embedding_query_backend: Literal["onnx", "torch"] = Field(
-        "onnx", description="Run single queries through an ONNX export of the model (same vectors, ~3x faster)."
+        "onnx", description="Run single queries through an ONNX export of the model (~3x faster than torch)."
     )
     embedding_query_precision: Literal["int8", "float32"] = Field(
         "int8",

@@ -48,7 +48,10 @@ class OnnxQueryEncoder:
         self.path, self.precision = path, "float32"
         self._session = _session(path)
         if precision == "int8":
-            self._use_int8_if_close(self._quantize(path))
+            try:
+                self._use_int8_if_close(self._quantize(path))
+            except Exception as exc:  # quantization trouble must not cost the fast float32 encoder
+                log.warning("int8 query encoder unavailable (%s); queries use float32", exc)
 
     def _use_int8_if_close(self, int8_path: Path) -> None:
         int8 = _session(int8_path)

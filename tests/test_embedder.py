@@ -78,3 +78,17 @@ def test_an_int8_encoder_that_strays_falls_back_to_float32(embedder: Embedder, m
     exact = Embedder(embedder.model_name, query_backend="torch")
     exact._model = embedder._model
     assert np.allclose(strict.encode_query("drill"), exact.encode_query("drill"), atol=1e-5)
+
+
+def test_a_failed_quantization_keeps_the_float32_onnx_encoder(
+    embedder: Embedder, tmp_path, monkeypatch, caplog
+) -> None:
+    import relevance.onnx_query as onnx_query
+
+    def broken(path):
+        raise RuntimeError("quantizer exploded")
+
+    monkeypatch.setattr(onnx_query.OnnxQueryEncoder, "_quantize", staticmethod(broken))
+    fallback = Embedder(embedder.model_name, cache_dir=tmp_path)
+    fallback.load()
+    assert fallback.query_encoder == "onnx-float32" and "quantizer exploded" in caplog.text

@@ -21,6 +21,7 @@ import numpy as np
 
 from relevance.config import DEFAULT_MODEL
 from relevance.errors import ModelError
+from relevance.onnx_query import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ class Embedder:
         self.torch_threads = torch_threads
         if query_backend not in ("onnx", "torch"):
             raise ModelError(f"query_backend must be onnx or torch, got {query_backend!r}")
-        if query_precision not in ("int8", "float32"):
-            raise ModelError(f"query_precision must be int8 or float32, got {query_precision!r}")
+        if query_precision not in PRECISIONS:
+            raise ModelError(f"query_precision must be one of {PRECISIONS}, got {query_precision!r}")
         self.batch_precision = batch_precision
         self.query_backend = query_backend
         self.query_precision = query_precision  # ONNX queries only: torch queries are always float32

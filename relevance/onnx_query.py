@@ -28,7 +28,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-PRECISIONS = ("int8", "float32")
+PRECISIONS = ("int8", "float32")  # Embedder checks the setting against these
 
 
 # Texts an int8 encoder must embed within MIN_INT8_COSINE of float32 before it serves:
@@ -38,9 +38,7 @@ MIN_INT8_COSINE = 0.98
 
 
 class OnnxQueryEncoder:
-    def __init__(self, sentence_transformer: Any, cache_dir: Path, model_id: str, precision: str = "float32") -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"query precision must be one of {PRECISIONS}, got {precision!r}")
+    def __init__(self, sentence_transformer: Any, cache_dir: Path, model_id: str, precision: str) -> None:
         self._st = sentence_transformer
         self._transformer = sentence_transformer[0]
         self._post_modules = list(sentence_transformer)[1:]  # pooling (and any dense/normalise layers)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -108,7 +109,8 @@ def compute_features(query: str, candidates: Sequence[Candidate], stats: Catalog
     if not candidates:
         return np.zeros((0, len(FEATURES)))
     q = analyse(query)
-    products = [c.product for c in candidates]
+    by_field = list(zip(*candidates, strict=True))  # Candidate's fields as columns, the products first
+    products = by_field[0]
     # First: analysing products the table lacks may add ids the query lookups below need.
     batch = stats.texts.batch(products, stats.brand_set())
     q_stems = list(dict.fromkeys(q.stems))
@@ -116,13 +118,17 @@ def compute_features(query: str, candidates: Sequence[Candidate], stats: Catalog
     columns = _title_features(q, q_stems, q_ids, products, batch, stats)
     columns.update(_field_features(q, q_stems, q_ids, batch, stats))
 
-    # One conversion per source, not per column; None becomes NaN.
-    retrieval = np.array([c[1:] for c in candidates], dtype=np.float64)
-    fields = np.array([(p.price, p.rating, p.rating_count, p.popularity) for p in products], dtype=np.float64)
-    columns.update(zip(_RETRIEVAL_COLUMNS, retrieval.T, strict=True))
-    columns.update(zip(_PRODUCT_COLUMNS, fields.T, strict=True))
+    columns.update((name, _float_column(values)) for name, values in zip(_RETRIEVAL_COLUMNS, by_field[1:], strict=True))
+    columns.update((name, _float_column(list(map(attrgetter(name), products)))) for name in _PRODUCT_COLUMNS)
     columns.update(_relative_to_list(columns))
     return np.column_stack([columns[name] for name in FEATURE_NAMES])
+
+
+def _float_column(values: Sequence[float | None]) -> np.ndarray:
+    """float64, None as NaN. numpy converts a None ~5x slower than a float, and most columns hold none."""
+    if None not in values:
+        return np.array(values, dtype=np.float64)
+    return np.fromiter((NAN if v is None else v for v in values), dtype=np.float64, count=len(values))
 
 
 def _contains(rows: Rows, wanted: Sequence[float], size: int) -> np.ndarray:
@@ -135,17 +141,28 @@ def _contains(rows: Rows, wanted: Sequence[float], size: int) -> np.ndarray:
 
 def _matches(batch: TextBatch, field: str, wanted: Sequence[float], weights: np.ndarray | None = None) -> np.ndarray:
     """Per product: how many of the (distinct) wanted values its (distinct) ``field`` values include, or their weight."""
+    if RAGGED_FIELDS[field] is np.int32:
+        return _id_matches(batch, field, [(wanted, weights)])[0]
     wanted = np.asarray(wanted)
     if not wanted.size:
         return np.zeros(batch.size)
     weights = np.ones(len(wanted)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if RAGGED_FIELDS[field] is np.int32:  # vocabulary ids (-1: unknown): a lookup table by id
-        known = wanted >= 0
-        table = np.zeros(int(wanted.max()) + 1)
-        table[wanted[known]] = weights[known]
-        return batch.weighted_hits(field, table)
     order = np.argsort(wanted)
     return batch.sorted_hits(field, wanted[order], weights[order])
+
+
+def _id_matches(batch: TextBatch, field: str, columns: Sequence[tuple[Sequence[int], np.ndarray | None]]) -> np.ndarray:
+    """``_matches`` of several (wanted ids, weights) over one vocabulary-id field, in one pass: (columns, products).
+
+    Ids are looked up in a table by id; -1 (not in the vocabulary) matches nothing.
+    """
+    width = max((max(ids) for ids, _ in columns if len(ids)), default=-1) + 1
+    tables = np.zeros((len(columns), max(width, 0)))
+    for column, (ids, weights) in enumerate(columns):
+        ids = np.asarray(ids, dtype=np.int64)
+        known = ids >= 0
+        tables[column, ids[known]] = 1.0 if weights is None else np.asarray(weights, dtype=np.float64)[known]
+    return batch.weighted_hits(field, tables)
 
 
 def _among(values: np.ndarray, wanted: Sequence[int]) -> np.ndarray:
@@ -171,11 +188,18 @@ def _title_features(
     idf = np.array([stats.idf(stem) for stem in q_stems])
     idf_total = float(idf.sum())
     n_stems = batch.lengths("stems").astype(np.float64)
-    matched = _matches(batch, "stem_set", q_ids)
-    matched_idf = _matches(batch, "stem_set", q_ids, idf)
-    norm, per_length = BM25_K1 * (1 - BM25_B), BM25_K1 * BM25_B / TITLE_AVG_TERMS
-
     head = texts.stems.get(q.stems[-1]) if q.stems else None
+    matched, matched_idf, matched_corrected, head_hits = _id_matches(
+        batch,
+        "stem_set",
+        [
+            (q_ids, None),
+            (q_ids, idf),
+            ([texts.stems.get(s) for s in corrected], None),
+            ([] if head is None else [head], None),
+        ],
+    )
+    norm, per_length = BM25_K1 * (1 - BM25_B), BM25_K1 * BM25_B / TITLE_AVG_TERMS
     has_stems = n_stems > 0
     first_stem, last_stem = batch.ends("stems")
 
@@ -194,19 +218,15 @@ def _title_features(
             "title_coverage": _share_of(matched, len(q_stems)),
             "title_idf_coverage": matched_idf / idf_total if idf_total else np.full(size, NAN),
             "title_bm25": matched_idf * (BM25_K1 + 1) / (1 + norm + per_length * n_stems),
-            "corrected_title_coverage": _share_of(
-                _matches(batch, "stem_set", [texts.stems.get(s) for s in corrected]), len(corrected)
-            ),
+            "corrected_title_coverage": _share_of(matched_corrected, len(corrected)),
             "exact_phrase": phrase,
             "bigram_coverage": _share_of(_matches(batch, "bigrams", bigram_codes), len(q.bigrams)),
-            "head_term_match": (
-                np.full(size, NAN) if head is None else (_matches(batch, "stem_set", [head]) > 0).astype(np.float64)
-            ),
+            "head_term_match": (np.full(size, NAN) if head is None else (head_hits > 0).astype(np.float64)),
             "title_head_in_query": (has_stems & _among(last_stem, q_ids)).astype(np.float64),
             "first_title_term_in_query": (has_stems & _among(first_stem, q_ids)).astype(np.float64),
             "number_match": _share_of(_matches(batch, "numbers", sorted(q.numbers)), len(q.numbers)),
             **_quantity_features(q, batch),
-            "fuzzy_term_best": _fuzzy_term_best(q, batch["words"], texts.words.items, size),
+            "fuzzy_term_best": _fuzzy_term_best(q, batch, texts.words.items),
             "query_terms": np.full(size, float(len(q_stems))),
             "title_terms": n_stems,
             "query_has_number": np.full(size, float(bool(q.numbers))),
@@ -218,23 +238,23 @@ def _title_features(
         }
 
 
-_TITLE_SEPARATOR = "\x00"  # not whitespace, so collapsing whitespace keeps it; a phrase never holds it
+_TITLE_SEPARATOR = "\x00"  # not whitespace, so a phrase match never spans two titles; a phrase never holds it
 
 
 def _holds_phrase(titles: list[str], phrase: str) -> np.ndarray:
-    """Per title: ``phrase`` (lowered, single-spaced) appears in the title with its whitespace collapsed.
+    """Per title: ``phrase`` (lowered, single-spaced) appears in the lowered title, a space matching any whitespace.
 
-    One search over all titles joined: testing each title on its own cost ~2.5 µs a title.
+    One regex search over all titles joined (testing each title on its own cost ~2.5 µs a
+    title), and no collapsing of their whitespace, which cost more than the search.
     """
     found = np.zeros(len(titles))
     if not phrase or _TITLE_SEPARATOR in phrase:
         return found
-    joined = " ".join(_TITLE_SEPARATOR.join(titles).lower().split())
-    if phrase not in joined:
-        return found
-    starts = np.cumsum([0] + [len(t) + 1 for t in joined.split(_TITLE_SEPARATOR)])
-    positions = [match.start() for match in re.finditer(re.escape(phrase), joined)]
-    found[np.searchsorted(starts, positions, side="right") - 1] = 1.0
+    joined = _TITLE_SEPARATOR.join(titles).lower()
+    positions = [match.start() for match in re.finditer(r"\s+".join(map(re.escape, phrase.split(" "))), joined)]
+    if positions:  # lowering can change a title's length, so measure the lowered ones
+        starts = np.cumsum([0] + [len(title) + 1 for title in joined.split(_TITLE_SEPARATOR)])
+        found[np.searchsorted(starts, positions, side="right") - 1] = 1.0
     return found
 
 
@@ -262,20 +282,15 @@ def _head_position(head: int | None, batch: TextBatch, n_stems: np.ndarray) -> n
         return np.where(last >= 0, (last + 1) / n_stems, NAN)
 
 
-def _fuzzy_term_best(q: Analysed, words: Rows, vocabulary: list[str], size: int) -> np.ndarray:
+def _fuzzy_term_best(q: Analysed, batch: TextBatch, vocabulary: list[str]) -> np.ndarray:
     """Per title: mean over query words of the best rapidfuzz ratio against the title's words."""
     if not q.words:
-        return np.full(size, NAN)
-    distinct, position = np.unique(words.values, return_inverse=True)
+        return np.full(batch.size, NAN)
+    distinct = batch.distinct("words")
     if not distinct.size:
-        return np.zeros(size)
+        return np.zeros(batch.size)
     scores = process.cdist(list(q.words), [vocabulary[i] for i in distinct], scorer=fuzz.ratio, dtype=np.float64)
-    per_value = scores[:, position] / 100  # (query words, every title word of the list)
-    has_words = words.lengths > 0
-    starts = (np.cumsum(words.lengths) - words.lengths)[has_words]
-    best = np.zeros(size)
-    best[has_words] = np.maximum.reduceat(per_value, starts, axis=1).mean(axis=0)
-    return best
+    return batch.mean_best_score("words", distinct, scores / 100)
 
 
 def _field_features(

@@ -16,17 +16,19 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def weighted_hits(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Per candidate: the sum of ``table[value]`` over its values (ids past the table count 0)."""
-    out = np.zeros(len(rows))
-    size = len(table)
+def weighted_hits(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    """(len(tables), candidates): per table, the sum of ``table[value]`` over each candidate's values.
+
+    Ids past the tables' width count 0. Several tables share one pass over the slices.
+    """
+    out = np.zeros((tables.shape[0], len(rows)))
+    size = tables.shape[1]
     for k in range(len(rows)):
-        total = 0.0
         for j in range(offsets[rows[k]], offsets[rows[k] + 1]):
             value = values[j]
             if 0 <= value < size:
-                total += table[value]
-        out[k] = total
+                for t in range(tables.shape[0]):
+                    out[t, k] += tables[t, value]
     return out
 
 
@@ -54,4 +56,45 @@ def last_position(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, tar
             if values[j] == target:
                 out[k] = j - start
                 break
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def distinct_values(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The sorted distinct values over all candidates' slices."""
+    total = 0
+    for k in range(len(rows)):
+        total += offsets[rows[k] + 1] - offsets[rows[k]]
+    gathered = np.empty(total, dtype=values.dtype)
+    at = 0
+    for k in range(len(rows)):
+        for j in range(offsets[rows[k]], offsets[rows[k] + 1]):
+            gathered[at] = values[j]
+            at += 1
+    return np.unique(gathered)
+
+
+@numba.njit(cache=True, nogil=True)
+def mean_best_score(
+    values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, distinct: np.ndarray, scores: np.ndarray
+) -> np.ndarray:
+    """Per candidate: the mean over ``scores``' rows of the best score among its values (0 without values).
+
+    ``scores[i, c]`` scores row i against the value ``distinct[c]`` (sorted, holding every value).
+    """
+    out = np.zeros(len(rows))
+    n = scores.shape[0]
+    for k in range(len(rows)):
+        start, stop = offsets[rows[k]], offsets[rows[k] + 1]
+        if start == stop or n == 0:
+            continue
+        total = 0.0
+        for i in range(n):
+            best = -np.inf
+            for j in range(start, stop):
+                score = scores[i, np.searchsorted(distinct, values[j])]
+                if score > best:
+                    best = score
+            total += best
+        out[k] = total / n
     return out

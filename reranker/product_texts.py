@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,13 +22,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from indexer.product import Product
+from indexer.product import DESCRIPTION_CHARS, Product
 from reranker import kernels
 from reranker.text import UNIT_ALIASES, analyse, category_level
 
 UNITS: tuple[str, ...] = tuple(sorted(UNIT_ALIASES))
 UNIT_IDS = {unit: i for i, unit in enumerate(UNITS)}
-DESCRIPTION_CHARS = 2000  # the part of a description the features read
 OVERFLOW_ENTRIES = 50_000  # products analysed at serving time, kept per process
 BIGRAM_SHIFT = 32  # a stem bigram is one int64: first id << 32 | second id
 
@@ -50,20 +48,13 @@ RAGGED_FIELDS: dict[str, type] = {
 }
 # One value per product.
 SCALAR_FIELDS: dict[str, type] = {
-    "fingerprint": np.uint32,  # crc32 of the text fields, to notice a product whose text changed
+    "fingerprint": np.uint32,  # Product.text_fingerprint, to notice a product whose text changed
     "has_brand": np.bool_,
     "has_category": np.bool_,
     "has_description": np.bool_,
     "category_key": np.int32,  # id of category_level(category) in the category vocabulary, -1: none
 }
 VOCABULARIES = ("stem", "word", "trigram", "category")
-
-
-def fingerprint(product: Product) -> int:
-    text = "\x1f".join(
-        (product.title, product.brand or "", product.category or "", (product.description or "")[:DESCRIPTION_CHARS])
-    )
-    return zlib.crc32(text.encode("utf-8"))
 
 
 class Vocabulary:
@@ -137,15 +128,28 @@ class TextBatch:
         first = np.where(empty, -1, values[np.minimum(starts, values.size - 1)])
         return first, np.where(empty, -1, values[np.maximum(stops - 1, 0)])
 
-    def weighted_hits(self, name: str, table: np.ndarray) -> np.ndarray:
-        """Per product: the sum of ``table[id]`` over its (vocabulary id) values of ``name``."""
+    def weighted_hits(self, name: str, tables: np.ndarray) -> np.ndarray:
+        """(len(tables), products): per table, the sum of ``table[id]`` over each product's (vocabulary id) values."""
         values, offsets = self._table.ragged[name]
-        return kernels.weighted_hits(values, offsets, self._rows, table)
+        return kernels.weighted_hits(values, offsets, self._rows, tables)
 
     def sorted_hits(self, name: str, wanted: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Per product: the summed ``weights`` of the sorted ``wanted`` values among its values of ``name``."""
         values, offsets = self._table.ragged[name]
         return kernels.sorted_hits(values, offsets, self._rows, wanted.astype(values.dtype), weights)
+
+    def distinct(self, name: str) -> np.ndarray:
+        """The sorted distinct values of ``name`` over the whole list."""
+        values, offsets = self._table.ragged[name]
+        return kernels.distinct_values(values, offsets, self._rows)
+
+    def mean_best_score(self, name: str, distinct: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Per product: the mean over ``scores``' rows of the best score among its values of ``name``.
+
+        ``scores[i, c]`` is row i's score for the value ``distinct[c]`` (``distinct``: as ``self.distinct(name)``).
+        """
+        values, offsets = self._table.ragged[name]
+        return kernels.mean_best_score(values, offsets, self._rows, distinct, scores)
 
     def last_position(self, name: str, target: int) -> np.ndarray:
         values, offsets = self._table.ragged[name]
@@ -232,7 +236,7 @@ class ProductTexts:
         """The candidates' rows; products the table lacks (or holds with other text) are analysed now."""
         row_of, fingerprints = self.row_of, self._fingerprints
         rows = [row_of.get(p.product_id, -1) for p in products]
-        fresh = [row >= 0 and fingerprints[row] == fingerprint(p) for row, p in zip(rows, products, strict=True)]
+        fresh = [row >= 0 and fingerprints[row] == p.text_fingerprint for row, p in zip(rows, products, strict=True)]
         if all(fresh):
             return self.table.take(np.array(rows, dtype=np.int64))
         encoded = [
@@ -250,7 +254,7 @@ class ProductTexts:
         return record
 
     def _encoded_now(self, product: Product, brands: frozenset[str]) -> dict[str, object]:
-        key = (product.product_id, fingerprint(product))
+        key = (product.product_id, product.text_fingerprint)
         with self._lock:
             found = self._overflow.get(key)
             if found is not None:
@@ -277,7 +281,7 @@ class ProductTexts:
             "numbers": sorted(title.numbers),
             "quantity_values": [value for value, _ in quantities],
             "quantity_units": [UNIT_IDS[unit] for _, unit in quantities],
-            "fingerprint": fingerprint(product),
+            "fingerprint": product.text_fingerprint,
             "has_brand": bool(product.brand),
             "has_category": bool(product.category),
             "has_description": bool(product.description),

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from indexer.catalog import load_catalog
+from indexer.product import Product
 from relevance.errors import CatalogError
 from tests.conftest import BAD_CATALOG
 
@@ -89,3 +90,15 @@ def test_unreadable_catalogs_fail_clearly(tmp_path: Path) -> None:
     odd.write_text("<products/>")
     with pytest.raises(CatalogError, match="cannot tell the format"):
         load_catalog(odd, tmp_path / "dead.jsonl")
+
+
+def test_a_products_text_fingerprint_follows_its_text_through_copies() -> None:
+    product = Product(product_id="p1", title="Cordless Drill", description="18V")
+    fingerprint = product.text_fingerprint  # cached on the object from here on
+    assert Product(product_id="p1", title="Cordless Drill", description="18V").text_fingerprint == fingerprint
+    assert product.model_copy().text_fingerprint == fingerprint
+    assert product.model_copy(update={"price": 99.0}).text_fingerprint == fingerprint, "price is not text"
+    assert product.model_copy(update={"title": "Corded Drill"}).text_fingerprint != fingerprint
+    assert product.model_copy(update={"description": "20V"}).text_fingerprint != fingerprint
+    assert product == Product(product_id="p1", title="Cordless Drill", description="18V"), "the cache is not a field"
+    assert "text_fingerprint" not in product.model_dump()

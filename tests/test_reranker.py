@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rapidfuzz import fuzz
 
 from indexer.catalog import load_catalog
 from indexer.product import Product
@@ -146,10 +147,25 @@ def test_exact_phrase_reads_titles_with_their_whitespace_collapsed() -> None:
         "Tool Bag, Red",  # with the next title, "red cordless drill" would span two titles
         "Cordless Drill Kit",
         " RED\n cordless  DRILL ",
+        "İznik Tile",  # lowering makes "İ" two characters: the titles after it must still line up
+        "Red Cordless Drill Set",
     ]
     candidates = [Candidate(Product(product_id=f"p{i}", title=t), 1.0, i) for i, t in enumerate(titles, start=1)]
     rows = compute_features("  Red cordless   drill", candidates, CatalogStats())
-    assert rows[:, FEATURE_NAMES.index("exact_phrase")].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    assert rows[:, FEATURE_NAMES.index("exact_phrase")].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0]
+
+
+def test_fuzzy_term_match_is_each_query_words_best_ratio_against_the_title_words() -> None:
+    titles = ["DEWALT 20V Cordless Drill", "Makita Impact Driver", "Drill", "10 in."]
+    candidates = [Candidate(Product(product_id=f"p{i}", title=t), 1.0, i) for i, t in enumerate(titles, start=1)]
+    query_words = ["dewlat", "drll"]
+    rows = compute_features("dewlat drll", candidates, CatalogStats())
+    for row, title in zip(rows, titles, strict=True):
+        words = analyse(title).words
+        expected = np.mean([max(fuzz.ratio(q, w) for w in words) / 100 for q in query_words]) if words else 0.0
+        assert row[FEATURE_NAMES.index("fuzzy_term_best")] == pytest.approx(expected, abs=1e-12)
+    best = rows[:, FEATURE_NAMES.index("fuzzy_term_best")]
+    assert best[0] > best[2] > best[1] and best[3] == 0.0, "misspelt brand and product type match the DEWALT drill"
 
 
 def test_a_product_whose_text_changed_after_the_build_is_analysed_anew(ltr_services: Services) -> None:

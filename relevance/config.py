@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         description="Model directory that serves until one is activated in data_dir (None: no bundled model).",
     )
     rerank_window: int = Field(200, ge=1, le=2000, description="Top fused results the learned model reorders.")
+    rerank_unfit_catalogs: bool = Field(
+        False,
+        description="Rerank with a model trained without a text field (brand, category, description) that most of"
+        " the served catalog's products have; by default such a model leaves the fused order and /readyz says why.",
+    )
     rerank_compiler: Literal["gcc", "clang", "none"] = Field(
         "gcc",
         description="C compiler that turns the active model's trees into native code (a third of LightGBM's"

@@ -161,13 +161,20 @@ class SearchPipeline:
         fused, query_vector = self._fused(text, filters, mode, fusion, depth, candidates, timings)
         if query_vector is None or not (rerank or features):
             return fused[:depth], None
-        model = self.reranker.model() if (rerank and self.settings.rerank and self.reranker) else None
+        model = None
+        if rerank and self.settings.rerank and self.reranker:
+            model = self._reranking_model()
         if model is None and not features:
             return fused[:depth], None
         window = fused[: max(depth, self.settings.rerank_window)]
         with timings.stage("rerank"):
             hits, detail = self._rerank(text, query_vector, window, model, depth)
         return hits, detail
+
+    def _reranking_model(self) -> RankerModel | None:
+        if self.settings.rerank_unfit_catalogs:
+            return self.reranker.model()
+        return self.reranker.model_for(self.catalog_stats.current())
 
     def candidate_features(
         self, text: str, query_vector: np.ndarray, hits: Sequence[FusedHit]

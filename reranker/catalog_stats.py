@@ -21,7 +21,7 @@ from pathlib import Path
 from rapidfuzz import fuzz, process
 
 from indexer.product import Product
-from reranker.product_texts import ProductTexts
+from reranker.product_texts import OPTIONAL_TEXT_FIELDS, ProductTexts
 from reranker.text import analyse, category_level
 
 TOP_CATEGORIES_PER_TERM = 8
@@ -47,6 +47,7 @@ class CatalogStats:
     _targets: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
     _corrections: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     _brands: frozenset[str] | None = field(default=None, repr=False, compare=False)
+    _field_shares: dict[str, float] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, products: Iterable[Product]) -> CatalogStats:
@@ -116,6 +117,17 @@ class CatalogStats:
         if texts_path(path).is_file():
             stats.texts = ProductTexts.load(texts_path(path))
         return stats
+
+    def field_shares(self) -> dict[str, float]:
+        """Per optional text field: the share of the catalog's products that have it (empty without a text table)."""
+        if self._field_shares is None:
+            scalars = self.texts.table.scalars
+            self._field_shares = (
+                {field: float(scalars[f"has_{field}"].mean()) for field in OPTIONAL_TEXT_FIELDS}
+                if len(self.texts)
+                else {}
+            )
+        return self._field_shares
 
     def brand_set(self) -> frozenset[str]:
         if self._brands is None:

@@ -24,7 +24,7 @@ from rapidfuzz import fuzz, process
 
 from indexer.product import Product
 from reranker.catalog_stats import CatalogStats
-from reranker.product_texts import BIGRAM_SHIFT, RAGGED_FIELDS, UNIT_IDS, Rows, TextBatch
+from reranker.product_texts import BIGRAM_SHIFT, OPTIONAL_TEXT_FIELDS, RAGGED_FIELDS, UNIT_IDS, Rows, TextBatch
 from reranker.text import Analysed, analyse, stem_words
 
 NAN = float("nan")
@@ -82,6 +82,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("title_coverage_gap", 1, "the list's best title coverage minus this candidate's"),
     Feature("fuzzy_term_gap", 1, "the list's best fuzzy_term_best minus this candidate's"),
 )
+# Per optional text field, a feature that is NaN exactly when the product lacks the field.
+FIELD_FEATURES = {field: f"{field}_coverage" for field in OPTIONAL_TEXT_FIELDS}
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 FEATURE_SPEC: dict[str, int] = {f.name: f.version for f in FEATURES}
 BM25_K1, BM25_B, TITLE_AVG_TERMS = 1.2, 0.75, 10.0

@@ -32,6 +32,12 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "verbosity": -1,
 }
 MAX_ROUNDS, EARLY_STOPPING_ROUNDS = 2000, 100
+# A catalog relies on a text field when most of its products carry it. A model trained where
+# (almost) no candidate had that field ranks without it and overrides the fused order, whose
+# BM25 does read it: on the WANDS demo catalog (categories on every product) the Home Depot
+# model (titles only) lost to the fused order it reranked (bench/README, "Catalog fit").
+RELIED_ON_SHARE, UNSEEN_SHARE = 0.5, 0.01
+_PLURALS = {"brand": "brands", "category": "categories", "description": "descriptions"}
 
 
 @dataclass
@@ -127,6 +133,20 @@ class RankerModel:
         if booster.feature_name() != list(FEATURE_NAMES):
             raise ModelError(f"model {version}'s feature columns differ from the registry's order")
         return cls(version, booster, meta)
+
+    def unfit_for(self, field_shares: dict[str, float]) -> str | None:
+        """Why this model should not rerank a catalog with these field shares, or None when it may."""
+        coverage = self.meta.get("training", {}).get("field_coverage")
+        if coverage is None:  # trained before coverage was recorded: nothing to compare against
+            return None
+        for name, share in field_shares.items():
+            if share >= RELIED_ON_SHARE and coverage.get(name, 0.0) < UNSEEN_SHARE:
+                fields = _PLURALS.get(name, name)
+                return (
+                    f"model {self.version} was trained without product {fields}, which {share:.0%} of this"
+                    " catalog's products have; train a model on this catalog's judgments to rerank it"
+                )
+        return None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         native = self.native

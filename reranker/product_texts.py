@@ -55,6 +55,7 @@ SCALAR_FIELDS: dict[str, type] = {
     "category_key": np.int32,  # id of category_level(category) in the category vocabulary, -1: none
 }
 VOCABULARIES = ("stem", "word", "trigram", "category")
+OPTIONAL_TEXT_FIELDS = ("brand", "category", "description")  # each has a has_<field> scalar
 
 
 class Vocabulary:

@@ -57,12 +57,28 @@ class Reranker:
         self._refresh()
         return self._model
 
-    def status(self) -> RerankerStatus:
+    def model_for(self, stats: CatalogStats) -> RankerModel | None:
+        """The active model when it may rerank this catalog (``RankerModel.unfit_for``), else None."""
+        model = self.model()
+        if model is None:
+            return None
+        reason = model.unfit_for(stats.field_shares())
+        if reason is None:
+            return model
+        self._degraded(model.version, reason)  # logs once
+        return None
+
+    def status(self, stats: CatalogStats | None = None) -> RerankerStatus:
+        """The model's state; with the served catalog's ``stats``, "degraded" when it does not fit that catalog."""
         self._refresh()
         model = self._model
         if model is None:
             return self._status
-        return dataclasses.replace(self._status, predictor="compiled" if model.native else "lightgbm")
+        predictor = "compiled" if model.native else "lightgbm"
+        reason = model.unfit_for(stats.field_shares()) if stats is not None else None
+        if reason is not None:
+            return RerankerStatus("degraded", model.version, reason, predictor)
+        return dataclasses.replace(self._status, predictor=predictor)
 
     def _refresh(self) -> None:
         try:

@@ -27,7 +27,7 @@ from relevance.filters import SearchFilters
 from relevance.judgments import JudgmentSet
 from relevance.pipeline import SearchPipeline
 from reranker.feature_log import read_feature_logs
-from reranker.features import FEATURE_NAMES, FEATURE_SPEC
+from reranker.features import FEATURE_NAMES, FEATURE_SPEC, FIELD_FEATURES
 from reranker.model import DEFAULT_PARAMS, TrainingSet, train_booster
 from reranker.registry import ModelRegistry
 
@@ -195,6 +195,14 @@ def ndcg_by_group(data: TrainingSet, scores: np.ndarray, scale: float, k: int = 
     return results
 
 
+def field_coverage(data: TrainingSet) -> dict[str, float]:
+    """Per optional text field: the share of training candidates whose product had it (RankerModel.unfit_for reads it)."""
+    return {
+        field: round(float(np.mean(~np.isnan(data.features[:, FEATURE_NAMES.index(column)]))), 4)
+        for field, column in FIELD_FEATURES.items()
+    }
+
+
 def fused_order_scores(data: TrainingSet) -> np.ndarray:
     """Scores that reproduce the fused order within each group (for the before/after comparison)."""
     return -data.features[:, FEATURE_NAMES.index("fused_rank")]
@@ -237,6 +245,7 @@ def train_and_save(
             "data_sha256": training.fingerprint(),
             "lists": list(options.lists),
             "unjudged": options.unjudged,
+            "field_coverage": field_coverage(training),
             **(source or {}),
         },
         "validation": validation_report,

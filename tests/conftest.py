@@ -6,6 +6,7 @@ per session into its own data directory through the same job the CLI runs.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -43,6 +44,18 @@ def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
     model = Embedder(cache_dir=tmp_path_factory.mktemp("models"))
     model.load()
     return model
+
+
+def titles_only_catalog(directory: Path) -> Path:
+    """The fixture catalog without brands, categories and descriptions, like the bundled model's training catalog."""
+    path = directory / "titles_only.jsonl"
+    with CATALOG.open(encoding="utf-8") as source, path.open("w", encoding="utf-8") as target:
+        for line in source:
+            product = json.loads(line)
+            for name in ("brand", "category", "description"):
+                product.pop(name, None)
+            target.write(json.dumps(product) + "\n")
+    return path
 
 
 def make_services(data_dir: Path, embedder: Embedder, **overrides: object) -> Services:

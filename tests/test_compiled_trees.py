@@ -20,7 +20,7 @@ from relevance.embedder import Embedder
 from reranker.compiled import compile_trees, probe_rows, split_thresholds
 from reranker.features import FEATURE_NAMES
 from reranker.model import RankerModel
-from tests.conftest import CATALOG, make_services
+from tests.conftest import make_services, titles_only_catalog
 
 
 def bundled_model() -> RankerModel:
@@ -48,7 +48,7 @@ def test_searches_move_to_the_compiled_trees_once_built_with_the_same_scores(
     tmp_path: Path, embedder: Embedder
 ) -> None:
     services = make_services(tmp_path, embedder, default_model=BUNDLED_MODEL)
-    services.index_catalog(CATALOG)
+    services.index_catalog(titles_only_catalog(tmp_path))
     client = create_app(services=services).test_client()
     reranker = services.pipeline.reranker
     served = {query: page(client, query) for query in ("cordless+drill", "1/2+inch+pvc", "water+heater")}
@@ -69,7 +69,7 @@ def test_without_a_compiler_the_model_predicts_through_lightgbm(
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
     services = make_services(tmp_path, embedder, default_model=BUNDLED_MODEL)
-    services.index_catalog(CATALOG)
+    services.index_catalog(titles_only_catalog(tmp_path))
     client = create_app(services=services).test_client()
     with caplog.at_level(logging.WARNING, logger="reranker.compiled"):
         served = page(client, "cordless+drill")

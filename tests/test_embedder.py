@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,16 @@ def test_a_failed_quantization_keeps_the_float32_onnx_encoder(
     fallback = Embedder(embedder.model_name, cache_dir=tmp_path)
     fallback.load()
     assert fallback.query_encoder == "onnx-float32" and "quantizer exploded" in caplog.text
+
+
+def test_making_the_int8_encoder_does_not_warn(embedder: Embedder, tmp_path: Path, caplog) -> None:
+    """onnxruntime's quantizer advises pre-processing on the root logger; that model would not be the measured one."""
+    import logging
+
+    fresh = Embedder(embedder.model_name, query_precision="int8", cache_dir=tmp_path)
+    with caplog.at_level(logging.WARNING):
+        fresh.load()
+    assert fresh.query_encoder == "onnx-int8" and fresh._query_encoder.path.name == "transformer-int8.onnx"
+    assert fresh._query_encoder.path.is_relative_to(tmp_path), "made here, not found in the shared cache"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert logging.getLogger().filters == [], "the filter is gone once the encoder is made"

@@ -18,6 +18,7 @@ from indexer.product import Product
 from relevance.api import create_app
 from relevance.embedder import Embedder
 from relevance.errors import NotFoundError
+from relevance.filters import SearchFilters
 from relevance.judgments import read_judgments
 from relevance.services import Services
 from reranker.catalog_stats import CatalogStats
@@ -31,10 +32,11 @@ from reranker.training import (
     candidate_lists,
     collect_from_logs,
     label_scale,
+    registry_meta,
     train_and_save,
     training_set,
 )
-from tests.conftest import CATALOG, DATA, make_services
+from tests.conftest import CATALOG, DATA, make_services, titles_only_catalog
 
 JUDGMENTS, QUERIES = DATA / "judgments.csv", DATA / "queries.csv"
 TINY = {"min_data_in_leaf": 2, "min_sum_hessian_in_leaf": 1e-6, "num_leaves": 7, "num_boost_round": 30}
@@ -352,7 +354,7 @@ def test_the_bundled_model_serves_until_an_operator_decides(tmp_path: Path, embe
     from relevance.config import BUNDLED_MODEL
 
     services = make_services(tmp_path, embedder, default_model=BUNDLED_MODEL)
-    services.index_catalog(CATALOG)
+    services.index_catalog(titles_only_catalog(tmp_path))  # titles only, like the catalog it was trained on
     client = create_app(services=services).test_client()
     assert client.get("/search?q=drill").get_json()["reranked_by"] == "default"
     status = client.get("/readyz").get_json()["reranker"]
@@ -362,3 +364,48 @@ def test_the_bundled_model_serves_until_an_operator_decides(tmp_path: Path, embe
     assert client.get("/search?q=drill").get_json()["reranked_by"] is None
     services.pipeline.reranker.registry.rollback()
     assert client.get("/search?q=drill").get_json()["reranked_by"] == "default"
+
+
+def test_a_model_trained_without_a_field_the_catalog_relies_on_leaves_the_fused_order(
+    tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bundled model never saw brands, categories or descriptions; the fixture catalog has them all."""
+    from relevance.config import BUNDLED_MODEL
+
+    assert json.loads((BUNDLED_MODEL / "meta.json").read_text())["training"]["field_coverage"] == {
+        "brand": 0.0,
+        "category": 0.0,
+        "description": 0.0,
+    }
+    services = make_services(tmp_path, embedder, default_model=BUNDLED_MODEL)
+    services.index_catalog(CATALOG)
+    client = create_app(services=services).test_client()
+    with caplog.at_level(logging.ERROR, logger="reranker.serving"):
+        pages = [client.get("/search?q=cordless+drill").get_json() for _ in range(3)]
+    assert all(page["reranked_by"] is None for page in pages)
+    fused = services.pipeline.search("cordless drill", SearchFilters(), rerank=False)
+    assert [r["product_id"] for r in pages[0]["results"]] == [r.product.product_id for r in fused.results]
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["status"] == "degraded"
+    status = ready.get_json()["reranker"]
+    assert status["state"] == "degraded" and "trained without product brands" in status["reason"]
+    assert "100% of this catalog" in status["reason"]
+    assert sum("trained without product" in r.getMessage() for r in caplog.records) == 1, "logged once"
+
+    overridden = make_services(tmp_path, embedder, default_model=BUNDLED_MODEL, rerank_unfit_catalogs=True)
+    client = create_app(services=overridden).test_client()  # same data dir: the same index
+    assert client.get("/search?q=cordless+drill").get_json()["reranked_by"] == "default", "the operator's override"
+    assert client.get("/readyz").get_json()["reranker"]["state"] == "active"
+
+
+def test_a_model_trained_on_the_catalog_records_the_fields_it_saw(ltr_services: Services, trained: str) -> None:
+    registry = ltr_services.pipeline.reranker.registry
+    meta = registry_meta(registry, trained)
+    assert set(meta["training"]["field_coverage"]) == {"brand", "category", "description"}
+    coverage = meta["training"]["field_coverage"]
+    assert coverage["brand"] == coverage["category"] == 1.0 and 0 < coverage["description"] < 0.5  # 6 of 40 have one
+    model = RankerModel.from_text(trained, (registry.model_dir(trained) / "model.txt").read_text(), meta)
+    assert model.unfit_for(ltr_services.pipeline.catalog_stats.current().field_shares()) is None
+    assert model.unfit_for({"brand": 1.0, "category": 1.0, "description": 1.0}) is None
+    older = RankerModel(model.version, model.booster, {**meta, "training": {"queries": 3}})
+    assert older.unfit_for({"category": 1.0}) is None, "models from before coverage was recorded are not judged"

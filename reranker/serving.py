@@ -37,9 +37,16 @@ class RerankerStatus:
     version: str | None
     reason: str | None = None
     predictor: str | None = None  # "compiled" or "lightgbm" while a model is active
+    predictor_detail: str | None = None  # why LightGBM predicts
 
     def as_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "version": self.version, "reason": self.reason, "predictor": self.predictor}
+        return {
+            "state": self.state,
+            "version": self.version,
+            "reason": self.reason,
+            "predictor": self.predictor,
+            "predictor_detail": self.predictor_detail,
+        }
 
 
 class Reranker:
@@ -74,11 +81,20 @@ class Reranker:
         model = self._model
         if model is None:
             return self._status
-        predictor = "compiled" if model.native else "lightgbm"
+        predictor, detail = self._predictor(model)
         reason = model.unfit_for(stats.field_shares()) if stats is not None else None
         if reason is not None:
-            return RerankerStatus("degraded", model.version, reason, predictor)
-        return dataclasses.replace(self._status, predictor=predictor)
+            return RerankerStatus("degraded", model.version, reason, predictor, detail)
+        return dataclasses.replace(self._status, predictor=predictor, predictor_detail=detail)
+
+    def _predictor(self, model: RankerModel) -> tuple[str, str | None]:
+        if model.native is not None:
+            return "compiled", None
+        if model.native_failure is not None:
+            return "lightgbm", f"compiling the trees failed: {model.native_failure}"
+        if self.compiler is None or self.compiler.toolchain == "none":
+            return "lightgbm", "compiling the trees is switched off (rerank_compiler = none)"
+        return "lightgbm", "the trees are being compiled"
 
     def _refresh(self) -> None:
         try:

@@ -55,7 +55,8 @@ def test_searches_move_to_the_compiled_trees_once_built_with_the_same_scores(
     reranker.compiler.wait(180)
     model = reranker.model()
     assert model.native is not None and model.native_failure is None
-    assert client.get("/readyz").get_json()["reranker"]["predictor"] == "compiled"
+    status = client.get("/readyz").get_json()["reranker"]
+    assert status["predictor"] == "compiled" and status["predictor_detail"] is None
 
     def lightgbm_unavailable(*args: object, **kwargs: object) -> None:
         raise AssertionError("scored through LightGBM")
@@ -78,6 +79,7 @@ def test_without_a_compiler_the_model_predicts_through_lightgbm(
     assert model.native is None and "gcc" in model.native_failure
     status = client.get("/readyz").get_json()["reranker"]
     assert status["state"] == "active" and status["predictor"] == "lightgbm"
+    assert status["predictor_detail"].startswith("compiling the trees failed") and "gcc" in status["predictor_detail"]
     assert page(client, "cordless+drill") == served
     assert any("predicts through LightGBM" in r.getMessage() for r in caplog.records)
 

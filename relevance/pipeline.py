@@ -199,12 +199,8 @@ class SearchPipeline:
         return kept, compute_features(text, candidates, self.catalog_stats.current()), products
 
     def _cosines(self, product_ids: list[str], query_vector: np.ndarray) -> dict[str, float]:
-        """Cosines of products the kNN list did not score, from their stored (normalised) vectors."""
-        stored = self.engine.get_vectors(self.alias, product_ids) if product_ids else {}
-        if not stored:
-            return {}
-        scores = np.stack(list(stored.values())) @ query_vector
-        return dict(zip(stored, scores.tolist(), strict=True))
+        """Cosines of products the kNN list did not score."""
+        return self.engine.cosines(self.alias, query_vector, product_ids) if product_ids else {}
 
     def _rerank(
         self, text: str, query_vector: np.ndarray, window: list[FusedHit], model: RankerModel | None, depth: int

@@ -160,6 +160,19 @@ def test_vector_search_is_exact_cosine_order(live: SearchEngine, catalog_items: 
     assert hits[0].product_id == "f1" and hits[0].score == pytest.approx(1.0, abs=1e-5)
 
 
+def test_cosines_score_exactly_the_products_asked_for(live: SearchEngine, catalog_items: list[IndexedProduct]) -> None:
+    query = catalog_items[0].vector + catalog_items[7].vector
+    query = query / np.linalg.norm(query)
+    # The least similar products too: a search that is not exhaustive would drop them.
+    wanted = [item.product.product_id for item in sorted(catalog_items, key=lambda item: float(item.vector @ query))]
+    wanted = wanted[:15] + wanted[-3:]
+    scores = live.cosines(ALIAS, query, [*wanted, "no-such-product"])
+    assert set(scores) == set(wanted)
+    for product_id in wanted:
+        assert scores[product_id] == pytest.approx(float(by_id(catalog_items)[product_id].vector @ query), abs=1e-5)
+    assert live.cosines(ALIAS, query, []) == {}
+
+
 def test_vector_search_excludes_ids(live: SearchEngine, catalog_items: list[IndexedProduct]) -> None:
     query = by_id(catalog_items)["f1"].vector
     assert "f1" not in ids(live.vector_search(ALIAS, query, SearchFilters(), 10, exclude_ids=["f1"]))

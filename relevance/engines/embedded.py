@@ -529,6 +529,13 @@ class EmbeddedEngine:
         block = np.asarray(snapshot.vectors[[snapshot.row_of[pid] for pid in known]])  # one gather, not one per id
         return dict(zip(known, block, strict=True))
 
+    def cosines(self, index: str, vector: np.ndarray, product_ids: Sequence[str]) -> dict[str, float]:
+        stored = self.get_vectors(index, product_ids)
+        if not stored:
+            return {}
+        scores = np.stack(list(stored.values())) @ vector
+        return dict(zip(stored, scores.tolist(), strict=True))
+
     def analyze(self, text: str) -> list[str]:
         return self.analyzer.analyze(text)
 

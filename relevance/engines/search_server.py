@@ -293,6 +293,17 @@ class SearchServerEngine:
             if doc.get("found") and "vector" in doc.get("_source", {})
         }
 
+    def cosines(self, index: str, vector: np.ndarray, product_ids: Sequence[str]) -> dict[str, float]:
+        """One kNN request filtered to exactly these products, so the server sends scores, not
+        vectors: fetching 60 stored vectors (384 floats each, as JSON) took ~14 ms on
+        Elasticsearch. With k = the number of products, the filtered search is exhaustive."""
+        if not product_ids:
+            return {}
+        only = {"bool": {"filter": [{"ids": {"values": list(product_ids)}}]}}
+        body = self._knn_body([float(x) for x in vector], only, len(product_ids))
+        response = self._call("score stored vectors", self.client.search, index=index, body=body)
+        return {hit.product_id: hit.score for hit in self._hits(response, cosine=True)}
+
     def _lexical_query(self, text: str, filters: SearchFilters) -> dict[str, Any]:
         fields = [f"{name}^{boost}" for name, boost in self.field_boosts.items() if boost > 0]
         bool_query = filter_clauses(filters)

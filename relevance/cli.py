@@ -566,7 +566,7 @@ def demo(ctx: click.Context, catalog: Path, host: str, port: int, workers: int) 
             raise click.ClickException("indexing the sample catalog failed (see above)")
     else:
         click.echo(f"serving existing index {live}")
-    click.echo(f"try: curl 'http://{host}:{port}/search?q=velvet+accent+chair&size=5'")
+    click.echo(f"try: curl 'http://{host}:{port}/search?q=velvet+recliner&size=5'")
     run_gunicorn(_settings(ctx), host=host, port=port, workers=workers)
 
 

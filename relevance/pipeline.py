@@ -163,18 +163,13 @@ class SearchPipeline:
             return fused[:depth], None
         model = None
         if rerank and self.settings.rerank and self.reranker:
-            model = self._reranking_model()
+            model = self.reranker.model_for(self.catalog_stats.current())
         if model is None and not features:
             return fused[:depth], None
         window = fused[: max(depth, self.settings.rerank_window)]
         with timings.stage("rerank"):
             hits, detail = self._rerank(text, query_vector, window, model, depth)
         return hits, detail
-
-    def _reranking_model(self) -> RankerModel | None:
-        if self.settings.rerank_unfit_catalogs:
-            return self.reranker.model()
-        return self.reranker.model_for(self.catalog_stats.current())
 
     def candidate_features(
         self, text: str, query_vector: np.ndarray, hits: Sequence[FusedHit]

@@ -40,7 +40,11 @@ class Services:
             cache_dir=settings.data_dir / "models",
         )
         compiler = TreeCompiler(settings.data_dir / "compiled_models", settings.rerank_compiler)
-        reranker = Reranker(ModelRegistry(settings.model_root, settings.default_model), compiler)
+        reranker = Reranker(
+            ModelRegistry(settings.model_root, settings.default_model),
+            compiler,
+            check_catalog_fit=not settings.rerank_unfit_catalogs,
+        )
         pipeline = SearchPipeline(engine, embedder, settings, reranker)
         return cls(
             settings, engine, embedder, pipeline, FeatureLog(settings.feature_log_dir, settings.feature_log_sample)

@@ -50,9 +50,12 @@ class RerankerStatus:
 
 
 class Reranker:
-    def __init__(self, registry: ModelRegistry, compiler: TreeCompiler | None = None) -> None:
+    def __init__(
+        self, registry: ModelRegistry, compiler: TreeCompiler | None = None, *, check_catalog_fit: bool = True
+    ) -> None:
         self.registry = registry
         self.compiler = compiler
+        self.check_catalog_fit = check_catalog_fit  # False: rerank_unfit_catalogs
         self._lock = threading.Lock()
         self._pointer_key: tuple[int, int, int] | object | None = _NOT_LOADED
         self._model: RankerModel | None = None
@@ -69,7 +72,7 @@ class Reranker:
         model = self.model()
         if model is None:
             return None
-        reason = model.unfit_for(stats.field_shares())
+        reason = self._unfit(model, stats)
         if reason is None:
             return model
         self._degraded(model.version, reason)  # logs once
@@ -82,10 +85,15 @@ class Reranker:
         if model is None:
             return self._status
         predictor, detail = self._predictor(model)
-        reason = model.unfit_for(stats.field_shares()) if stats is not None else None
+        reason = self._unfit(model, stats)
         if reason is not None:
             return RerankerStatus("degraded", model.version, reason, predictor, detail)
         return dataclasses.replace(self._status, predictor=predictor, predictor_detail=detail)
+
+    def _unfit(self, model: RankerModel, stats: CatalogStats | None) -> str | None:
+        if stats is None or not self.check_catalog_fit:
+            return None
+        return model.unfit_for(stats.field_shares())
 
     def _predictor(self, model: RankerModel) -> tuple[str, str | None]:
         if model.native is not None:

@@ -20,6 +20,7 @@ from relevance.api import create_app
 from relevance.config import Settings, load_settings
 from relevance.embedder import Embedder
 from relevance.services import Services
+from reranker.product_texts import OPTIONAL_TEXT_FIELDS
 
 # Read at import: the autouse fixture below clears RELEVANCE_* variables inside each test.
 SERVER_URLS = {
@@ -52,7 +53,7 @@ def titles_only_catalog(directory: Path) -> Path:
     with CATALOG.open(encoding="utf-8") as source, path.open("w", encoding="utf-8") as target:
         for line in source:
             product = json.loads(line)
-            for name in ("brand", "category", "description"):
+            for name in OPTIONAL_TEXT_FIELDS:
                 product.pop(name, None)
             target.write(json.dumps(product) + "\n")
     return path

@@ -27,8 +27,7 @@ def readyz() -> ResponseReturnValue:
     except RelevanceError as exc:
         return jsonify({"status": "not_ready", "detail": exc.detail}), 503
     pipeline = services.pipeline
-    served = None if services.settings.rerank_unfit_catalogs else pipeline.catalog_stats.current()
-    reranker = pipeline.reranker.status(served) if pipeline.reranker else None
+    reranker = pipeline.reranker.status(pipeline.catalog_stats.current()) if pipeline.reranker else None
     degraded = reranker is not None and reranker.state == "degraded"
     # Degraded still serves (the fused order), so it stays a 200 for load balancers.
     return jsonify(

@@ -524,17 +524,18 @@ class EmbeddedEngine:
         return found
 
     def get_vectors(self, index: str, product_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        snapshot = self._snapshot(index)
-        known = [pid for pid in product_ids if pid in snapshot.row_of]
-        block = np.asarray(snapshot.vectors[[snapshot.row_of[pid] for pid in known]])  # one gather, not one per id
+        known, block = self._vector_block(index, product_ids)
         return dict(zip(known, block, strict=True))
 
     def cosines(self, index: str, vector: np.ndarray, product_ids: Sequence[str]) -> dict[str, float]:
-        stored = self.get_vectors(index, product_ids)
-        if not stored:
-            return {}
-        scores = np.stack(list(stored.values())) @ vector
-        return dict(zip(stored, scores.tolist(), strict=True))
+        known, block = self._vector_block(index, product_ids)
+        return dict(zip(known, (block @ vector).tolist(), strict=True))
+
+    def _vector_block(self, index: str, product_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """The known ids and their stored vectors as one matrix (one gather, not one per id)."""
+        snapshot = self._snapshot(index)
+        known = [pid for pid in product_ids if pid in snapshot.row_of]
+        return known, np.asarray(snapshot.vectors[[snapshot.row_of[pid] for pid in known]])
 
     def analyze(self, text: str) -> list[str]:
         return self.analyzer.analyze(text)

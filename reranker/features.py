@@ -143,28 +143,28 @@ def _contains(rows: Rows, wanted: Sequence[float], size: int) -> np.ndarray:
 
 def _matches(batch: TextBatch, field: str, wanted: Sequence[float], weights: np.ndarray | None = None) -> np.ndarray:
     """Per product: how many of the (distinct) wanted values its (distinct) ``field`` values include, or their weight."""
-    if RAGGED_FIELDS[field] is np.int32:
-        return _id_matches(batch, field, [(wanted, weights)])[0]
-    wanted = np.asarray(wanted)
-    if not wanted.size:
-        return np.zeros(batch.size)
-    weights = np.ones(len(wanted)) if weights is None else np.asarray(weights, dtype=np.float64)
-    order = np.argsort(wanted)
-    return batch.sorted_hits(field, wanted[order], weights[order])
+    return _hits(batch, field, [(wanted, weights)])[0]
 
 
-def _id_matches(batch: TextBatch, field: str, columns: Sequence[tuple[Sequence[int], np.ndarray | None]]) -> np.ndarray:
-    """``_matches`` of several (wanted ids, weights) over one vocabulary-id field, in one pass: (columns, products).
+def _hits(batch: TextBatch, field: str, columns: Sequence[tuple[Sequence[float], np.ndarray | None]]) -> np.ndarray:
+    """``_matches`` of several (wanted values, weights) over one field, in one pass: (columns, products).
 
-    Ids are looked up in a table by id; -1 (not in the vocabulary) matches nothing.
+    A wanted value listed twice in a column counts once, with its last weight; in a
+    vocabulary-id field, -1 (not in the vocabulary) matches nothing.
     """
-    width = max((max(ids) for ids, _ in columns if len(ids)), default=-1) + 1
-    tables = np.zeros((len(columns), max(width, 0)))
-    for column, (ids, weights) in enumerate(columns):
-        ids = np.asarray(ids, dtype=np.int64)
-        known = ids >= 0
-        tables[column, ids[known]] = 1.0 if weights is None else np.asarray(weights, dtype=np.float64)[known]
-    return batch.weighted_hits(field, tables)
+    is_id = RAGGED_FIELDS[field] is np.int32
+    weighted = []
+    for wanted, weights in columns:
+        weights = [1.0] * len(wanted) if weights is None else np.asarray(weights, dtype=np.float64).tolist()
+        weighted.append(dict(zip(wanted, weights, strict=True)))
+    union = sorted({value for column in weighted for value in column if not (is_id and value < 0)})
+    slot = {value: i for i, value in enumerate(union)}
+    table = np.zeros((len(columns), len(union)))
+    for row, column in enumerate(weighted):
+        for value, weight in column.items():
+            if value in slot:
+                table[row, slot[value]] = weight
+    return batch.sorted_hits(field, np.array(union, dtype=RAGGED_FIELDS[field]), table)
 
 
 def _among(values: np.ndarray, wanted: Sequence[int]) -> np.ndarray:
@@ -191,7 +191,7 @@ def _title_features(
     idf_total = float(idf.sum())
     n_stems = batch.lengths("stems").astype(np.float64)
     head = texts.stems.get(q.stems[-1]) if q.stems else None
-    matched, matched_idf, matched_corrected, head_hits = _id_matches(
+    matched, matched_idf, matched_corrected, head_hits = _hits(
         batch,
         "stem_set",
         [
@@ -241,23 +241,37 @@ def _title_features(
 
 
 _TITLE_SEPARATOR = "\x00"  # not whitespace, so a phrase match never spans two titles; a phrase never holds it
+# What ``\s+`` matches besides a single space (str.isspace's ASCII characters; non-ASCII text is checked apart).
+_OTHER_WHITESPACE = ("  ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
 
 
 def _holds_phrase(titles: list[str], phrase: str) -> np.ndarray:
     """Per title: ``phrase`` (lowered, single-spaced) appears in the lowered title, a space matching any whitespace.
 
-    One regex search over all titles joined (testing each title on its own cost ~2.5 µs a
+    One search over all titles joined (testing each title on its own cost ~2.5 µs a
     title), and no collapsing of their whitespace, which cost more than the search.
     """
     found = np.zeros(len(titles))
     if not phrase or _TITLE_SEPARATOR in phrase:
         return found
     joined = _TITLE_SEPARATOR.join(titles).lower()
-    positions = [match.start() for match in re.finditer(r"\s+".join(map(re.escape, phrase.split(" "))), joined)]
+    positions = _phrase_positions(joined, phrase)
     if positions:  # lowering can change a title's length, so measure the lowered ones
         starts = np.cumsum([0] + [len(title) + 1 for title in joined.split(_TITLE_SEPARATOR)])
         found[np.searchsorted(starts, positions, side="right") - 1] = 1.0
     return found
+
+
+def _phrase_positions(text: str, phrase: str) -> list[int]:
+    """Where ``phrase`` starts in ``text``, a space in it matching any run of whitespace."""
+    if text.isascii() and not any(other in text for other in _OTHER_WHITESPACE):
+        # Every whitespace run is one space, so the phrase matches literally; str.find is ~10x faster than the regex.
+        positions, at = [], text.find(phrase)
+        while at >= 0:
+            positions.append(at)
+            at = text.find(phrase, at + len(phrase))
+        return positions
+    return [match.start() for match in re.finditer(r"\s+".join(map(re.escape, phrase.split(" "))), text)]
 
 
 def _quantity_features(q: Analysed, batch: TextBatch) -> dict[str, np.ndarray]:

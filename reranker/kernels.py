@@ -16,33 +16,24 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def weighted_hits(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, tables: np.ndarray) -> np.ndarray:
-    """(len(tables), candidates): per table, the sum of ``table[value]`` over each candidate's values.
-
-    Ids past the tables' width count 0. Several tables share one pass over the slices.
+def sorted_hits(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, wanted: np.ndarray, weights: np.ndarray):
+    """(len(weights), candidates): per row of ``weights``, the summed weights of the (sorted, distinct)
+    ``wanted`` values among each candidate's values. Several weightings share one pass over the slices.
     """
-    out = np.zeros((tables.shape[0], len(rows)))
-    size = tables.shape[1]
+    out = np.zeros((weights.shape[0], len(rows)))
+    n = len(wanted)
+    if n == 0:
+        return out
+    low, high = wanted[0], wanted[n - 1]
     for k in range(len(rows)):
         for j in range(offsets[rows[k]], offsets[rows[k] + 1]):
             value = values[j]
-            if 0 <= value < size:
-                for t in range(tables.shape[0]):
-                    out[t, k] += tables[t, value]
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def sorted_hits(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray, wanted: np.ndarray, weights: np.ndarray):
-    """Per candidate: the summed ``weights`` of the (sorted) ``wanted`` values among its values."""
-    out = np.zeros(len(rows))
-    for k in range(len(rows)):
-        total = 0.0
-        for j in range(offsets[rows[k]], offsets[rows[k] + 1]):
-            at = np.searchsorted(wanted, values[j])
-            if at < len(wanted) and wanted[at] == values[j]:
-                total += weights[at]
-        out[k] = total
+            if value < low or value > high:
+                continue
+            at = np.searchsorted(wanted, value)
+            if wanted[at] == value:
+                for t in range(weights.shape[0]):
+                    out[t, k] += weights[t, at]
     return out
 
 

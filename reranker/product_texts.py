@@ -129,13 +129,9 @@ class TextBatch:
         first = np.where(empty, -1, values[np.minimum(starts, values.size - 1)])
         return first, np.where(empty, -1, values[np.maximum(stops - 1, 0)])
 
-    def weighted_hits(self, name: str, tables: np.ndarray) -> np.ndarray:
-        """(len(tables), products): per table, the sum of ``table[id]`` over each product's (vocabulary id) values."""
-        values, offsets = self._table.ragged[name]
-        return kernels.weighted_hits(values, offsets, self._rows, tables)
-
     def sorted_hits(self, name: str, wanted: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Per product: the summed ``weights`` of the sorted ``wanted`` values among its values of ``name``."""
+        """(len(weights), products): per row of ``weights``, the summed weights of the sorted, distinct
+        ``wanted`` values among each product's values of ``name``."""
         values, offsets = self._table.ragged[name]
         return kernels.sorted_hits(values, offsets, self._rows, wanted.astype(values.dtype), weights)
 

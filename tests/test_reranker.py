@@ -157,6 +157,26 @@ def test_exact_phrase_reads_titles_with_their_whitespace_collapsed() -> None:
     assert rows[:, FEATURE_NAMES.index("exact_phrase")].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0]
 
 
+@pytest.mark.parametrize(
+    "titles, expected",
+    [
+        # Single spaces and ASCII only: the literal search.
+        (
+            ["Red Cordless Drill", "Tool Bag, Red", "Cordless Drill Kit", "red cordless drill red cordless drill"],
+            [1, 0, 0, 1],
+        ),
+        # A no-break space or an ASCII separator is whitespace to the regex, so to the feature.
+        (["Red\u00a0Cordless Drill", "Red Cordless Drill"], [1, 1]),
+        (["Red\x1fCordless Drill", "Red Cordless Drill"], [1, 1]),
+        (["Red cordless\x0bdrill", "Redcordless Drill"], [1, 0]),
+    ],
+)
+def test_exact_phrase_is_the_same_whichever_search_finds_it(titles: list[str], expected: list[int]) -> None:
+    candidates = [Candidate(Product(product_id=f"p{i}", title=t), 1.0, i) for i, t in enumerate(titles, start=1)]
+    rows = compute_features("red cordless drill", candidates, CatalogStats())
+    assert rows[:, FEATURE_NAMES.index("exact_phrase")].tolist() == expected
+
+
 def test_fuzzy_term_match_is_each_query_words_best_ratio_against_the_title_words() -> None:
     titles = ["DEWALT 20V Cordless Drill", "Makita Impact Driver", "Drill", "10 in."]
     candidates = [Candidate(Product(product_id=f"p{i}", title=t), 1.0, i) for i, t in enumerate(titles, start=1)]

@@ -87,6 +87,23 @@ def test_count_and_get(live: SearchEngine, catalog_items: list[IndexedProduct]) 
     assert found["d1"].brand == "DEWALT" and found["d1"].price == 129.0
 
 
+def test_get_returns_whole_products_for_a_window_of_ids(
+    live: SearchEngine, catalog_items: list[IndexedProduct]
+) -> None:
+    wanted = [item.product.product_id for item in catalog_items]
+    found = live.get(ALIAS, [*wanted, "missing", wanted[0]])  # duplicates and unknown ids asked too
+    assert found == {item.product.product_id: item.product for item in catalog_items}
+
+
+def test_get_vectors_returns_the_indexed_vectors(live: SearchEngine, catalog_items: list[IndexedProduct]) -> None:
+    wanted = ["d1", "f1", "missing"]
+    vectors = live.get_vectors(ALIAS, wanted)
+    assert set(vectors) == {"d1", "f1"}
+    for product_id, vector in vectors.items():
+        np.testing.assert_allclose(vector, by_id(catalog_items)[product_id].vector, atol=1e-6)
+    assert live.get_vectors(ALIAS, []) == {}
+
+
 def test_lexical_ranks_the_matching_product_first(live: SearchEngine) -> None:
     hits = live.lexical_search(ALIAS, "cordless drill", SearchFilters(), 10)
     assert hits[0].product_id in {"d1", "d2", "d3", "d4"}

@@ -27,6 +27,7 @@ from relevance.filters import SearchFilters, brand_key, category_prefix_keys
 log = logging.getLogger(__name__)
 MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
 INTERNAL_FIELDS = ("vector", "brand_key", "category_prefix")
+MAX_IDS_PER_SEARCH = 10_000  # both engines' default index.max_result_window
 # streaming_bulk options both adapters use: the helpers retry 429s with exponential
 # backoff; 5xx answers are retried by ``SearchServerEngine._bulk`` (opensearch-py's
 # helper retries only 429), and other per-document failures come back to the job.
@@ -274,13 +275,24 @@ class SearchServerEngine:
         return int(self._call("count", self.client.count, index=index)["count"])
 
     def get(self, index: str, product_ids: Sequence[str]) -> dict[str, Product]:
-        if not product_ids:
-            return {}
-        excludes = {f"{self.source_param_prefix}source_excludes": list(INTERNAL_FIELDS)}
-        response = self._call(
-            "get products", self.client.mget, index=index, body={"ids": list(product_ids)}, **excludes
-        )
-        return {doc["_id"]: from_document(doc["_source"]) for doc in response["docs"] if doc.get("found")}
+        """The products found, by id, as searches see them (refreshed documents).
+
+        An ``ids`` search, not ``mget``: for the 200 products of a rerank window it took
+        13.7 ms against 16.1 on Elasticsearch and 47 against 81 on OpenSearch (bench/README).
+        """
+        found: dict[str, Product] = {}
+        ids = list(dict.fromkeys(product_ids))
+        for start in range(0, len(ids), MAX_IDS_PER_SEARCH):
+            chunk = ids[start : start + MAX_IDS_PER_SEARCH]
+            body = {
+                "size": len(chunk),
+                "query": {"ids": {"values": chunk}},
+                "_source": {"excludes": list(INTERNAL_FIELDS)},
+                "track_total_hits": False,
+            }
+            response = self._call("get products", self.client.search, index=index, body=body)
+            found.update((hit["_id"], from_document(hit["_source"])) for hit in response["hits"]["hits"])
+        return found
 
     def get_vectors(self, index: str, product_ids: Sequence[str]) -> dict[str, np.ndarray]:
         if not product_ids:

@@ -19,7 +19,6 @@ from relevance.filters import SearchFilters
 class OpenSearchEngine(SearchServerEngine):
     name = "opensearch"
     mapping_file = "opensearch.json"
-    source_param_prefix = "_"
     not_found_errors = (opensearchpy.NotFoundError,)
     engine_errors = (opensearchpy.TransportError, opensearchpy.ConnectionError)
 

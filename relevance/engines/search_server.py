@@ -86,7 +86,6 @@ class SearchServerEngine:
     name = "server"
     concurrent_retrieval = True
     mapping_file = ""
-    source_param_prefix = ""  # opensearch-py spells mget's source filters "_source_includes"
     not_found_errors: tuple[type[BaseException], ...] = ()
     engine_errors: tuple[type[BaseException], ...] = ()
 
@@ -295,10 +294,13 @@ class SearchServerEngine:
         return found
 
     def get_vectors(self, index: str, product_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Elasticsearch returns vectors it keeps out of ``_source`` when they are asked for by name;
+        OpenSearch overrides this."""
         if not product_ids:
             return {}
-        includes = {f"{self.source_param_prefix}source_includes": ["vector"]}
-        response = self._call("get vectors", self.client.mget, index=index, body={"ids": list(product_ids)}, **includes)
+        response = self._call(
+            "get vectors", self.client.mget, index=index, body={"ids": list(product_ids)}, source_includes=["vector"]
+        )
         return {
             doc["_id"]: np.asarray(doc["_source"]["vector"], dtype=np.float32)
             for doc in response["docs"]

@@ -123,11 +123,14 @@ def compute_features(query: str, candidates: Sequence[Candidate], stats: Catalog
     columns.update((name, _float_column(values)) for name, values in zip(_RETRIEVAL_COLUMNS, by_field[1:], strict=True))
     columns.update((name, _float_column(list(map(attrgetter(name), products)))) for name in _PRODUCT_COLUMNS)
     columns.update(_relative_to_list(columns))
-    return np.column_stack([columns[name] for name in FEATURE_NAMES])
+    # One (42, n) array transposed: ~3x cheaper than column_stack's per-column reshapes.
+    return np.ascontiguousarray(np.array([columns[name] for name in FEATURE_NAMES], dtype=np.float64).T)
 
 
 def _float_column(values: Sequence[float | None]) -> np.ndarray:
-    """float64, None as NaN. numpy converts a None ~5x slower than a float, and most columns hold none."""
+    """float64, None as NaN. numpy converts a None ~5x slower than a float; most columns hold none or only None."""
+    if values[0] is None and values.count(None) == len(values):  # a field the catalog lacks: no per-value work
+        return np.full(len(values), NAN)
     if None not in values:
         return np.array(values, dtype=np.float64)
     return np.fromiter((NAN if v is None else v for v in values), dtype=np.float64, count=len(values))
@@ -305,7 +308,9 @@ def _fuzzy_term_best(q: Analysed, batch: TextBatch, vocabulary: list[str]) -> np
     distinct = batch.distinct("words")
     if not distinct.size:
         return np.zeros(batch.size)
-    scores = process.cdist(list(q.words), [vocabulary[i] for i in distinct], scorer=fuzz.ratio, dtype=np.float64)
+    scores = process.cdist(
+        list(q.words), [vocabulary[i] for i in distinct.tolist()], scorer=fuzz.ratio, dtype=np.float64
+    )
     return batch.mean_best_score("words", distinct, scores / 100)
 
 
@@ -369,8 +374,9 @@ def _relative_to_list(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     size = len(columns["fused_rank"])
     with np.errstate(invalid="ignore", divide="ignore"):
         lexical, cosine = columns["lexical_score"], columns["vector_cosine"]
-        best_lexical = np.nanmax(lexical) if np.any(~np.isnan(lexical)) else np.nan
-        known = cosine[~np.isnan(cosine)]
+        best_lexical = _best(lexical)
+        unknown = np.isnan(cosine)
+        known = cosine[~unknown] if unknown.any() else cosine
         spread = known.std() if known.size else 0.0
         return {
             "list_size": np.full(size, float(size)),
@@ -382,7 +388,10 @@ def _relative_to_list(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         }
 
 
+def _best(values: np.ndarray) -> float:
+    """The largest value ignoring NaN, NaN when all are: np.nanmax without its copy and all-NaN warning."""
+    return float(np.fmax.reduce(values)) if len(values) else np.nan
+
+
 def _gap(values: np.ndarray) -> np.ndarray:
-    if not np.any(~np.isnan(values)):
-        return np.full(len(values), np.nan)
-    return np.nanmax(values) - values
+    return _best(values) - values  # all NaN when every value is

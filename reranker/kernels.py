@@ -75,17 +75,19 @@ def mean_best_score(
     """
     out = np.zeros(len(rows))
     n = scores.shape[0]
+    best = np.empty(n)
     for k in range(len(rows)):
         start, stop = offsets[rows[k]], offsets[rows[k] + 1]
         if start == stop or n == 0:
             continue
+        best[:] = -np.inf
+        for j in range(start, stop):  # each value looked up once, then scored for every row
+            column = np.searchsorted(distinct, values[j])
+            for i in range(n):
+                if scores[i, column] > best[i]:
+                    best[i] = scores[i, column]
         total = 0.0
         for i in range(n):
-            best = -np.inf
-            for j in range(start, stop):
-                score = scores[i, np.searchsorted(distinct, values[j])]
-                if score > best:
-                    best = score
-            total += best
+            total += best[i]
         out[k] = total / n
     return out

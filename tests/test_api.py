@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,21 @@ def test_responses_match_their_documented_schemas(client) -> None:
     ProductOut.model_validate(client.get("/products/d1").get_json())
     HealthResponse.model_validate(client.get("/readyz").get_json())
     ErrorResponse.model_validate(client.get("/search").get_json())
+
+
+def test_a_warmed_up_worker_keeps_the_collector_off_its_loaded_heap() -> None:
+    # In a child process: freezing would otherwise pin this test run's objects for good.
+    code = """
+import gc, weakref
+from relevance.api import settle_heap
+class Node: pass
+loaded = [[i] for i in range(1000)]
+settle_heap()
+cycle = Node(); cycle.self = cycle; alive = weakref.ref(cycle); del cycle
+gc.collect()
+print(gc.get_freeze_count(), alive() is None)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    frozen, cycle_collected = result.stdout.split()
+    assert int(frozen) >= 1000, "the loaded objects are out of the collector's reach"
+    assert cycle_collected == "True", "garbage made while serving is still collected"

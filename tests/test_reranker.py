@@ -123,6 +123,29 @@ def test_feature_columns_mean_what_their_names_say(ltr_services: Services) -> No
     assert math.isnan(drill["quantity_match"]), "no number in the query: not applicable"
 
 
+def test_list_relative_features_compare_each_candidate_with_the_best_of_its_list(ltr_services: Services) -> None:
+    products = ltr_services.engine.get("products", ["k3", "k4", "d1"])
+    candidates = [
+        Candidate(products["k3"], 0.03, 1, lexical_score=9.0, lexical_rank=1, vector_rank=None, cosine=0.7),
+        Candidate(products["k4"], 0.02, 2, lexical_score=4.5, lexical_rank=2, vector_rank=1, cosine=0.6),
+        Candidate(products["d1"], 0.01, 3),
+    ]
+    pvc, elbow, drill = (
+        features_by_name(compute_features("1/2 inch pvc pipe", candidates, CatalogStats()), i) for i in range(3)
+    )
+    assert (pvc["lexical_ratio"], elbow["lexical_ratio"]) == (1.0, 0.5) and math.isnan(drill["lexical_ratio"])
+    assert pvc["cosine_gap"] == 0.0 and elbow["cosine_gap"] == pytest.approx(0.1) and math.isnan(drill["cosine_gap"])
+    assert pvc["cosine_z"] == pytest.approx(1.0) and elbow["cosine_z"] == pytest.approx(-1.0)
+    assert math.isnan(drill["cosine_z"]), "a candidate without a cosine is not compared"
+    assert (pvc["title_coverage_gap"], elbow["title_coverage_gap"], drill["title_coverage_gap"]) == (0.0, 0.5, 1.0)
+    assert {pvc["list_size"], elbow["list_size"], drill["list_size"]} == {3.0}
+    unscored = [candidate._replace(lexical_score=None, lexical_rank=None) for candidate in candidates]
+    rows = compute_features("1/2 inch pvc pipe", unscored, CatalogStats())
+    assert np.isnan(rows[:, FEATURE_NAMES.index("lexical_ratio")]).all(), (
+        "no BM25 score in the list: nothing to compare"
+    )
+
+
 def test_the_index_time_text_table_gives_the_features_serving_would_compute(ltr_services: Services) -> None:
     """Products the job analysed (read from disk) and products analysed at serving time score the same."""
     pipeline = ltr_services.pipeline

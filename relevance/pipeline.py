@@ -29,10 +29,11 @@ from reranker.model import RankerModel
 from reranker.serving import CatalogStatsProvider, Reranker
 
 Mode = Literal["hybrid", "lexical", "vector"]
-# Hybrid searches on server engines send the lexical request from here while the request
-# thread embeds the query and runs kNN (ONNX and the HTTP clients release the GIL). Threads
-# start lazily, so each forked gunicorn worker gets its own.
-_LEXICAL_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lexical")
+# On server engines a second request goes out from here while the request thread works on
+# the first: the lexical search while the query is embedded and kNN runs, the cosines of
+# the window's unscored products while its products are fetched (ONNX and the HTTP clients
+# release the GIL). Threads start lazily, so each forked gunicorn worker gets its own.
+_ENGINE_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="engine")
 
 
 class FusionOptions(BaseModel):
@@ -175,10 +176,13 @@ class SearchPipeline:
         self, text: str, query_vector: np.ndarray, hits: Sequence[FusedHit]
     ) -> tuple[list[FusedHit], np.ndarray, dict[str, Product]]:
         """The feature rows of ``hits`` (those still in the index), as serving computes them."""
+        unscored = [hit.product_id for hit in hits if hit.vector_score is None]  # not in the kNN list
+        pending_cosines = None
+        if unscored and self.engine.concurrent_retrieval:  # both are round trips: send them together
+            pending_cosines = _ENGINE_POOL.submit(self._cosines, unscored, query_vector)
         products = self.engine.get(self.alias, [hit.product_id for hit in hits])
+        cosines = pending_cosines.result() if pending_cosines else self._cosines(unscored, query_vector)
         kept = [hit for hit in hits if hit.product_id in products]
-        missing = [hit.product_id for hit in kept if hit.vector_score is None]
-        cosines = self._cosines(missing, query_vector)
         candidates = [
             Candidate(
                 products[hit.product_id],
@@ -232,7 +236,7 @@ class SearchPipeline:
         query_vector = None
         pending_lexical = None
         if mode == "hybrid" and self.engine.concurrent_retrieval:  # runs while the query is embedded
-            pending_lexical = _LEXICAL_POOL.submit(self._lexical, text, filters, n, timings)
+            pending_lexical = _ENGINE_POOL.submit(self._lexical, text, filters, n, timings)
         if mode in ("hybrid", "vector"):
             with timings.stage("embed"):
                 query_vector = self.embedder.encode_query(text)

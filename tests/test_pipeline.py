@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from relevance.filters import SearchFilters
+from relevance.fusion import FusedHit
 from relevance.pipeline import FusionOptions
 from relevance.services import Services
+from reranker.features import FEATURE_NAMES
 from tests.conftest import CATALOG
 
 DRILLS = {"d1", "d2", "d3", "d4", "d5"}
@@ -105,3 +107,39 @@ def test_server_engines_run_the_lexical_search_while_the_query_is_embedded(
     else:
         assert lexical_thread != embed_thread and lexical_at < embed_at + 0.3
     assert any(hit.lexical_rank is not None for hit in hits) and any(hit.vector_rank is not None for hit in hits)
+
+
+def test_server_engines_score_unscored_candidates_while_the_window_is_fetched(
+    engine_services: tuple[str, Services], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rerank stage's two round trips (the window's products, the cosines of candidates the
+    kNN list did not score) overlap on a server; in process they run one after the other."""
+    name, services = engine_services
+    services.index_catalog(CATALOG)
+    pipeline, engine = services.pipeline, services.pipeline.engine
+    lexical = engine.lexical_search(pipeline.alias, "cordless drill", SearchFilters(), 5)
+    window = [FusedHit(hit.product_id, 1.0 / rank, hit.score, rank, None, None) for rank, hit in enumerate(lexical, 1)]
+    vector = pipeline.embedder.encode_query("cordless drill")
+    events: dict[str, tuple[float, str]] = {}
+    get, cosines = engine.get, engine.cosines
+
+    def slow_get(*args: object, **kwargs: object) -> dict:
+        events["get"] = (time.perf_counter(), threading.current_thread().name)
+        time.sleep(0.3)  # a slow fetch, so an overlap cannot be luck
+        return get(*args, **kwargs)
+
+    def recorded_cosines(*args: object, **kwargs: object) -> dict:
+        events["cosines"] = (time.perf_counter(), threading.current_thread().name)
+        return cosines(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "get", slow_get)
+    monkeypatch.setattr(engine, "cosines", recorded_cosines)
+    kept, rows, _ = pipeline.candidate_features("cordless drill", vector, window)
+    (get_at, get_thread), (cosines_at, cosines_thread) = events["get"], events["cosines"]
+    if name == "embedded":
+        assert cosines_thread == get_thread and cosines_at > get_at + 0.3
+    else:
+        assert cosines_thread != get_thread and cosines_at < get_at + 0.3
+    expected = cosines(pipeline.alias, vector, [hit.product_id for hit in kept])
+    served = rows[:, FEATURE_NAMES.index("vector_cosine")]
+    assert served == pytest.approx([expected[hit.product_id] for hit in kept], abs=1e-6)

@@ -54,8 +54,9 @@ class SearchEngine(Protocol):
     """Implemented by every adapter in ``relevance.engines``."""
 
     name: str
-    # True where a search is a network round trip: the pipeline then sends the lexical request
-    # while it embeds the query. In-process engines compete for the same cores instead (measured).
+    # True where a request is a network round trip: the pipeline then sends two at once (the
+    # lexical search while it embeds the query, the window's cosines with its product fetch).
+    # In-process engines compete for the same cores instead (measured).
     concurrent_retrieval: bool
 
     # Index versions and aliases

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         description="Model directory that serves until one is activated in data_dir (None: no bundled model).",
     )
     rerank_window: int = Field(200, ge=1, le=2000, description="Top fused results the learned model reorders.")
+    product_cache_entries: int = Field(
+        50_000,
+        ge=0,
+        description="Products of committed index versions each worker keeps for the rerank stage on Elasticsearch"
+        " and OpenSearch, where fetching a window's products is most of the stage (0: fetch every time).",
+    )
     rerank_unfit_catalogs: bool = Field(
         False,
         description="Rerank with a model trained without a text field (brand, category, description) that most of"

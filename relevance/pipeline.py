@@ -24,6 +24,7 @@ from relevance.engines.base import EngineHit, NativeFusion, SearchEngine
 from relevance.errors import NotFoundError
 from relevance.filters import SearchFilters
 from relevance.fusion import FusedHit, FusionMethod, Normalization, fuse, single_list
+from relevance.product_cache import ProductCache
 from reranker.features import Candidate, compute_features
 from reranker.model import RankerModel
 from reranker.serving import CatalogStatsProvider, Reranker
@@ -111,6 +112,7 @@ class SearchPipeline:
         self.default_fusion = FusionOptions.from_settings(settings)
         self.reranker = reranker
         self.catalog_stats = CatalogStatsProvider(settings.data_dir, engine, settings.index_alias)
+        self.product_cache = ProductCache(settings.product_cache_entries)
 
     def on_index(self, index: str) -> SearchPipeline:
         """The same pipeline reading ``index`` (a version name) instead of the alias."""
@@ -159,7 +161,7 @@ class SearchPipeline:
         timings = timings or Timings()
         fusion = fusion or self.default_fusion
         depth = depth or self.settings.window
-        fused, query_vector = self._fused(text, filters, mode, fusion, depth, candidates, timings)
+        fused, query_vector, version = self._fused(text, filters, mode, fusion, depth, candidates, timings)
         if query_vector is None or not (rerank or features):
             return fused[:depth], None
         model = None
@@ -169,18 +171,21 @@ class SearchPipeline:
             return fused[:depth], None
         window = fused[: max(depth, self.settings.rerank_window)]
         with timings.stage("rerank"):
-            hits, detail = self._rerank(text, query_vector, window, model, depth)
+            hits, detail = self._rerank(text, query_vector, window, model, depth, version)
         return hits, detail
 
     def candidate_features(
-        self, text: str, query_vector: np.ndarray, hits: Sequence[FusedHit]
+        self, text: str, query_vector: np.ndarray, hits: Sequence[FusedHit], version: str | None = None
     ) -> tuple[list[FusedHit], np.ndarray, dict[str, Product]]:
-        """The feature rows of ``hits`` (those still in the index), as serving computes them."""
+        """The feature rows of ``hits`` (those still in the index), as serving computes them.
+
+        ``version``: the index version the hits came from, where the engine reported it.
+        """
         unscored = [hit.product_id for hit in hits if hit.vector_score is None]  # not in the kNN list
         pending_cosines = None
         if unscored and self.engine.concurrent_retrieval:  # both are round trips: send them together
             pending_cosines = _ENGINE_POOL.submit(self._cosines, unscored, query_vector)
-        products = self.engine.get(self.alias, [hit.product_id for hit in hits])
+        products = self._window_products([hit.product_id for hit in hits], version)
         cosines = pending_cosines.result() if pending_cosines else self._cosines(unscored, query_vector)
         kept = [hit for hit in hits if hit.product_id in products]
         candidates = [
@@ -197,15 +202,33 @@ class SearchPipeline:
         ]
         return kept, compute_features(text, candidates, self.catalog_stats.current()), products
 
+    def _window_products(self, product_ids: list[str], version: str | None) -> dict[str, Product]:
+        """The products of a rerank window: those of a reported (committed, so unchanging) version
+        from the cache where it has them, the rest from the engine."""
+        if version is None:
+            return self.engine.get(self.alias, product_ids)
+        found, missing = self.product_cache.lookup(version, product_ids)
+        if missing:
+            fetched = self.engine.get(version, missing)
+            self.product_cache.store(version, fetched)
+            found.update(fetched)
+        return found
+
     def _cosines(self, product_ids: list[str], query_vector: np.ndarray) -> dict[str, float]:
         """Cosines of products the kNN list did not score."""
         return self.engine.cosines(self.alias, query_vector, product_ids) if product_ids else {}
 
     def _rerank(
-        self, text: str, query_vector: np.ndarray, window: list[FusedHit], model: RankerModel | None, depth: int
+        self,
+        text: str,
+        query_vector: np.ndarray,
+        window: list[FusedHit],
+        model: RankerModel | None,
+        depth: int,
+        version: str | None,
     ) -> tuple[list[FusedHit], RerankDetail]:
         """The top ``depth`` of the window in the model's order, and what it computed for the whole window."""
-        kept, rows, products = self.candidate_features(text, query_vector, window)
+        kept, rows, products = self.candidate_features(text, query_vector, window, version)
         if model is None:
             ids = [hit.product_id for hit in kept]
             return kept[:depth], RerankDetail(None, ids, rows, None, products)
@@ -227,11 +250,12 @@ class SearchPipeline:
         depth: int,
         candidates: int | None,
         timings: Timings,
-    ) -> tuple[list[FusedHit], np.ndarray | None]:
-        """The fused list (not cut) and the query vector when one was computed."""
+    ) -> tuple[list[FusedHit], np.ndarray | None, str | None]:
+        """The fused list (not cut), the query vector when one was computed, and the index version
+        that answered when the engine reported one (None too if a swap fell between the two searches)."""
         n = candidates or max(self.settings.candidates, depth if mode != "hybrid" else 0)
         if mode == "hybrid" and fusion.backend == "engine":
-            return self._engine_fused(text, filters, fusion, depth, n, timings), None
+            return self._engine_fused(text, filters, fusion, depth, n, timings), None, None
         lexical = vector = []
         query_vector = None
         pending_lexical = None
@@ -261,7 +285,9 @@ class SearchPipeline:
                     lexical_weight=fusion.lexical_weight,
                     vector_weight=fusion.vector_weight,
                 )
-        return fused, query_vector if mode == "hybrid" else None
+        versions = {hit.version for hit in (*lexical, *vector)}
+        version = versions.pop() if len(versions) == 1 else None
+        return fused, query_vector if mode == "hybrid" else None, version
 
     def _lexical(self, text: str, filters: SearchFilters, n: int, timings: Timings) -> list[EngineHit]:
         with timings.stage("lexical"):

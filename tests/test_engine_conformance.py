@@ -111,6 +111,17 @@ def test_lexical_ranks_the_matching_product_first(live: SearchEngine) -> None:
     assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
 
 
+def test_servers_report_the_version_that_answered(live: SearchEngine) -> None:
+    vector = np.zeros(384)
+    vector[0] = 1.0
+    hits = [
+        *live.lexical_search(ALIAS, "cordless drill", SearchFilters(), 5),
+        *live.vector_search(ALIAS, vector, SearchFilters(), 5),
+    ]
+    expected = None if live.name == "embedded" else live.alias_target(ALIAS)  # products are a round trip there
+    assert hits and {hit.version for hit in hits} == {expected}
+
+
 def test_lexical_stems_and_drops_stop_words(live: SearchEngine) -> None:
     assert "d1" in ids(live.lexical_search(ALIAS, "the drills", SearchFilters(), 20))
     assert live.lexical_search(ALIAS, "the of and", SearchFilters(), 10) == []

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,3 +145,38 @@ def test_server_engines_score_unscored_candidates_while_the_window_is_fetched(
     expected = cosines(pipeline.alias, vector, [hit.product_id for hit in kept])
     served = rows[:, FEATURE_NAMES.index("vector_cosine")]
     assert served == pytest.approx([expected[hit.product_id] for hit in kept], abs=1e-6)
+
+
+def test_server_engines_fetch_a_versions_products_once_and_never_serve_them_for_another_version(
+    engine_services: tuple[str, Services], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, services = engine_services
+    services.index_catalog(CATALOG)
+    pipeline, engine = services.pipeline, services.pipeline.engine
+    fetched: list[str] = []
+    get = engine.get
+
+    def counted_get(index: str, product_ids: list[str]) -> dict:
+        fetched.extend(product_ids)
+        return get(index, product_ids)
+
+    monkeypatch.setattr(engine, "get", counted_get)
+    first = pipeline.search("cordless drill", SearchFilters(), features=True)
+    assert first.rerank is not None and set(fetched) == set(first.rerank.candidate_ids)
+    fetched.clear()
+    again = pipeline.search("cordless drill", SearchFilters(), features=True)
+    assert [item.product for item in again.results] == [item.product for item in first.results]
+    if name == "embedded":
+        assert fetched, "in process every search reads its products from the live snapshot"
+    else:
+        assert fetched == [], "a committed version's products are fetched once per worker"
+
+    renamed = tmp_path / "renamed.jsonl"
+    with CATALOG.open(encoding="utf-8") as source, renamed.open("w", encoding="utf-8") as target:
+        for line in source:
+            product = json.loads(line)
+            target.write(json.dumps({**product, "title": product["title"] + " Mk II"}) + "\n")
+    services.index_catalog(renamed)  # a new version under the alias
+    after = pipeline.search("cordless drill", SearchFilters(), features=True)
+    assert after.rerank is not None and after.results
+    assert all(product.title.endswith(" Mk II") for product in after.rerank.products.values())

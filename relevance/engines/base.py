@@ -21,6 +21,9 @@ class EngineHit:
     product_id: str
     score: float
     rank: int  # 1-based position in its candidate list
+    # The index version that answered, where fetching its products is a round trip worth
+    # caching (the servers report it; the embedded engine reads products from memory).
+    version: str | None = None
 
 
 @dataclass(frozen=True)

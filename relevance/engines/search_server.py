@@ -358,7 +358,7 @@ class SearchServerEngine:
         # Both servers score cosine kNN as (1 + cos) / 2; report the cosine itself,
         # as the embedded engine does, so linear fusion sees the same scale everywhere.
         return [
-            EngineHit(hit["_id"], 2.0 * hit["_score"] - 1.0 if cosine else float(hit["_score"]), rank)
+            EngineHit(hit["_id"], 2.0 * hit["_score"] - 1.0 if cosine else float(hit["_score"]), rank, hit["_index"])
             for rank, hit in enumerate(response["hits"]["hits"], start=1)
         ]
 

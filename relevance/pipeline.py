@@ -184,9 +184,9 @@ class SearchPipeline:
         unscored = [hit.product_id for hit in hits if hit.vector_score is None]  # not in the kNN list
         pending_cosines = None
         if unscored and self.engine.concurrent_retrieval:  # both are round trips: send them together
-            pending_cosines = _ENGINE_POOL.submit(self._cosines, unscored, query_vector)
+            pending_cosines = _ENGINE_POOL.submit(self._cosines, unscored, query_vector, version)
         products = self._window_products([hit.product_id for hit in hits], version)
-        cosines = pending_cosines.result() if pending_cosines else self._cosines(unscored, query_vector)
+        cosines = pending_cosines.result() if pending_cosines else self._cosines(unscored, query_vector, version)
         kept = [hit for hit in hits if hit.product_id in products]
         candidates = [
             Candidate(
@@ -214,9 +214,9 @@ class SearchPipeline:
             found.update(fetched)
         return found
 
-    def _cosines(self, product_ids: list[str], query_vector: np.ndarray) -> dict[str, float]:
-        """Cosines of products the kNN list did not score."""
-        return self.engine.cosines(self.alias, query_vector, product_ids) if product_ids else {}
+    def _cosines(self, product_ids: list[str], query_vector: np.ndarray, version: str | None) -> dict[str, float]:
+        """Cosines of products the kNN list did not score, from the version that answered where known."""
+        return self.engine.cosines(version or self.alias, query_vector, product_ids) if product_ids else {}
 
     def _rerank(
         self,

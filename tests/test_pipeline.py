@@ -5,7 +5,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from relevance.filters import SearchFilters
@@ -80,6 +79,26 @@ def test_similar_excludes_itself_and_respects_filters(services: Services) -> Non
     assert all(item.product.category.startswith("Tools") for item in result.results)
 
 
+def record_calls(
+    monkeypatch: pytest.MonkeyPatch,
+    events: dict[str, tuple[float, str]],
+    key: str,
+    owner: object,
+    method: str,
+    delay: float = 0.0,
+) -> None:
+    """Record when and in which thread ``owner.method`` is called; ``delay``: make it that slow,
+    so an overlap with it cannot be luck."""
+    original = getattr(owner, method)
+
+    def recorded(*args: object, **kwargs: object) -> object:
+        events[key] = (time.perf_counter(), threading.current_thread().name)
+        time.sleep(delay)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, method, recorded)
+
+
 def test_server_engines_run_the_lexical_search_while_the_query_is_embedded(
     engine_services: tuple[str, Services], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -89,19 +108,8 @@ def test_server_engines_run_the_lexical_search_while_the_query_is_embedded(
     services.index_catalog(CATALOG)
     pipeline = services.pipeline
     events: dict[str, tuple[float, str]] = {}
-    encode, lexical_search = pipeline.embedder.encode_query, pipeline.engine.lexical_search
-
-    def slow_encode(text: str) -> np.ndarray:
-        events["embed"] = (time.perf_counter(), threading.current_thread().name)
-        time.sleep(0.3)  # a slow embedding, so an overlap cannot be luck
-        return encode(text)
-
-    def recorded_lexical(*args: object, **kwargs: object) -> list:
-        events["lexical"] = (time.perf_counter(), threading.current_thread().name)
-        return lexical_search(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline.embedder, "encode_query", slow_encode)
-    monkeypatch.setattr(pipeline.engine, "lexical_search", recorded_lexical)
+    record_calls(monkeypatch, events, "embed", pipeline.embedder, "encode_query", delay=0.3)
+    record_calls(monkeypatch, events, "lexical", pipeline.engine, "lexical_search")
     hits = pipeline.ranked("cordless drill", SearchFilters(), mode="hybrid", rerank=False)
     (embed_at, embed_thread), (lexical_at, lexical_thread) = events["embed"], events["lexical"]
     if name == "embedded":
@@ -123,19 +131,9 @@ def test_server_engines_score_unscored_candidates_while_the_window_is_fetched(
     window = [FusedHit(hit.product_id, 1.0 / rank, hit.score, rank, None, None) for rank, hit in enumerate(lexical, 1)]
     vector = pipeline.embedder.encode_query("cordless drill")
     events: dict[str, tuple[float, str]] = {}
-    get, cosines = engine.get, engine.cosines
-
-    def slow_get(*args: object, **kwargs: object) -> dict:
-        events["get"] = (time.perf_counter(), threading.current_thread().name)
-        time.sleep(0.3)  # a slow fetch, so an overlap cannot be luck
-        return get(*args, **kwargs)
-
-    def recorded_cosines(*args: object, **kwargs: object) -> dict:
-        events["cosines"] = (time.perf_counter(), threading.current_thread().name)
-        return cosines(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "get", slow_get)
-    monkeypatch.setattr(engine, "cosines", recorded_cosines)
+    cosines = engine.cosines
+    record_calls(monkeypatch, events, "get", engine, "get", delay=0.3)
+    record_calls(monkeypatch, events, "cosines", engine, "cosines")
     kept, rows, _ = pipeline.candidate_features("cordless drill", vector, window)
     (get_at, get_thread), (cosines_at, cosines_thread) = events["get"], events["cosines"]
     if name == "embedded":

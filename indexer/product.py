@@ -7,17 +7,30 @@ columns still load.
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 import zlib
 from functools import cached_property
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 CATEGORY_SEPARATOR = " > "
 DESCRIPTION_CHARS = 2000  # the part of a description the reranker reads (and fingerprints)
 AttributeValue = str | int | float | bool
+
+# Only complete references ("&amp;", "&#39;", "&#x27;"): html.unescape alone would also
+# decode the legacy forms without a semicolon, turning "Black &notched" into "Black ¬ched".
+_CHARACTER_REFERENCE = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+def _decode_character_references(text: str) -> str:
+    """Catalogs exported from web shops often carry HTML-escaped text ("Baker&#39;s", "3/4&quot;")."""
+    if "&" not in text:
+        return text
+    return _CHARACTER_REFERENCE.sub(lambda match: html.unescape(match.group()), text)
 
 
 def split_category(path: str) -> list[str]:
@@ -53,6 +66,20 @@ class Product(BaseModel):
         if isinstance(value, int):
             return str(value)
         return value
+
+    @field_validator("title", "description", "brand", "category")
+    @classmethod
+    def _decode_references(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Before the category path is split. A title must still have text once decoded;
+        # an optional field that decodes to blanks is absent.
+        if not value:
+            return value
+        decoded = _decode_character_references(value).strip()
+        if decoded:
+            return decoded
+        if info.field_name == "title":
+            raise ValueError("is blank once its HTML character references are decoded")
+        return None
 
     @field_validator("category")
     @classmethod

@@ -44,9 +44,10 @@ TEXT_FIELDS = ("title", "brand", "category", "description")
 NO_ROWS = np.zeros(0, dtype=np.int64)
 HNSW_CACHE_KEEP = 4  # graphs kept for reuse: the live and recent vector sets
 _HNSW_SEED = 100  # hnswlib's default, named: the graph's levels are drawn from it
-# One indexing thread: with two, documents land in segments by thread timing, and
-# BM25 ties (ordered by segment) come out differently each time a catalog is indexed.
-_WRITER_THREADS = 1
+# Builds run on one thread so the same catalog always gives the same index: with more,
+# documents land in tantivy segments by thread timing (BM25 ties, ordered by segment,
+# come out differently) and the HNSW graph follows the insertion order of its threads.
+_BUILD_THREADS = 1
 
 
 def _load_mapping() -> dict[str, Any]:
@@ -259,7 +260,7 @@ class EmbeddedEngine:
         index = self._open_tantivy(version, create=True)
         with self._lock:
             self._pending[version] = _PendingVersion(
-                index.writer(heap_size=128_000_000, num_threads=_WRITER_THREADS), [], [], {}, dims
+                index.writer(heap_size=128_000_000, num_threads=_BUILD_THREADS), [], [], {}, dims
             )
         return version
 
@@ -271,7 +272,7 @@ class EmbeddedEngine:
             snapshot = self._snapshot_of_version(version)
             index = self._open_tantivy(version)
             pending = _PendingVersion(
-                index.writer(heap_size=64_000_000, num_threads=_WRITER_THREADS),
+                index.writer(heap_size=64_000_000, num_threads=_BUILD_THREADS),
                 list(snapshot.products),
                 [np.asarray(row) for row in snapshot.vectors],
                 dict(snapshot.row_of),
@@ -369,7 +370,7 @@ class EmbeddedEngine:
         row_array = np.asarray(rows, dtype=np.int64)
         digest = hashlib.sha256()
         digest.update(
-            f"M={self.hnsw_m},ef={self.hnsw_ef_construction},dims={vectors.shape[1]},seed={_HNSW_SEED},threads=1".encode()
+            f"M={self.hnsw_m},ef={self.hnsw_ef_construction},dims={vectors.shape[1]},seed={_HNSW_SEED},threads={_BUILD_THREADS}".encode()
         )
         digest.update(row_array.tobytes())
         digest.update(np.ascontiguousarray(vectors[row_array]).tobytes())
@@ -384,10 +385,8 @@ class EmbeddedEngine:
         index.init_index(
             max_elements=len(rows), ef_construction=self.hnsw_ef_construction, M=self.hnsw_m, random_seed=_HNSW_SEED
         )
-        # One thread: with more, insertion order follows thread timing and every build
-        # of the same vectors is another graph (other kNN windows, other offline numbers).
-        # 12.5 s instead of 5.2 s for 54,667 vectors on two cores.
-        index.add_items(vectors[row_array], row_array, num_threads=1)
+        # 12.5 s on one thread instead of 5.2 s on two for 54,667 vectors: the price of a graph that repeats.
+        index.add_items(vectors[row_array], row_array, num_threads=_BUILD_THREADS)
         cache.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         index.save_index(str(tmp))

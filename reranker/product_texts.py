@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from cachetools import LRUCache
 
 from indexer.product import DESCRIPTION_CHARS, Product
 from reranker import kernels
@@ -196,7 +196,8 @@ class ProductTexts:
         self.table = table
         self._fingerprints = table.scalars["fingerprint"].tolist()  # Python ints: compared per candidate
         self.vocabularies = vocabularies
-        self._overflow: OrderedDict[tuple[str, int], dict[str, object]] = OrderedDict()
+        # Products encoded at serving time (not in the table), least recently used dropped first.
+        self._overflow: LRUCache[tuple[str, int], dict[str, object]] = LRUCache(OVERFLOW_ENTRIES)
         self._lock = threading.Lock()
 
     @property
@@ -253,15 +254,12 @@ class ProductTexts:
     def _encoded_now(self, product: Product, brands: frozenset[str]) -> dict[str, object]:
         key = (product.product_id, product.text_fingerprint)
         with self._lock:
-            found = self._overflow.get(key)
+            found = self._overflow.get(key)  # a hit becomes the most recently used
             if found is not None:
-                self._overflow.move_to_end(key)
                 return found
         encoded = self._encode(product, brands)
         with self._lock:
             self._overflow[key] = encoded
-            while len(self._overflow) > OVERFLOW_ENTRIES:
-                self._overflow.popitem(last=False)
         return encoded
 
     def _encode(self, product: Product, brands: frozenset[str]) -> dict[str, object]:

@@ -13,6 +13,7 @@ import math
 import re
 import zlib
 from functools import cached_property
+from html.parser import HTMLParser
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -31,6 +32,53 @@ def _decode_character_references(text: str) -> str:
     if "&" not in text:
         return text
     return _CHARACTER_REFERENCE.sub(lambda match: html.unescape(match.group()), text)
+
+
+# A tag, comment or doctype opening: "<p", "</li", "<!--". "Pipe < 2 in." or "a<3" is not markup.
+_MARKUP = re.compile(r"<[A-Za-z!/]")
+# Tags inside a word or phrase ("<b>Red</b>wood"); every other tag separates words ("one</li><li>two").
+_INLINE_TAGS = frozenset({"a", "abbr", "b", "em", "font", "i", "mark", "small", "span", "strong", "sub", "sup", "u"})
+
+
+class _MarkupText(HTMLParser):
+    """The text of an HTML fragment: tags dropped, script and style bodies dropped, comments dropped."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0  # inside <script> or <style>
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._hidden += tag in ("script", "style")
+        self.handle_startendtag(tag, attrs)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in _INLINE_TAGS:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._hidden:
+            self._hidden -= 1
+        self.handle_startendtag(tag, [])
+
+    def handle_comment(self, data: str) -> None:
+        self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def _strip_markup(text: str) -> str:
+    """Web-shop descriptions carry HTML ("<p>", "<li>", "<br>"); the engines and the reranker want its text."""
+    if not _MARKUP.search(text):
+        return text
+    parser = _MarkupText()
+    # Escape every "&" so the parser hands back references as written; _decode_character_references
+    # decodes them afterwards, complete ones only (the parser's own decoding would take "&not" of "&notched").
+    parser.feed(text.replace("&", "&amp;"))
+    parser.close()
+    return " ".join("".join(parser.parts).split())
 
 
 def split_category(path: str) -> list[str]:
@@ -66,6 +114,13 @@ class Product(BaseModel):
         if isinstance(value, int):
             return str(value)
         return value
+
+    @field_validator("description")
+    @classmethod
+    def _description_text(cls, value: str | None) -> str | None:
+        # Before the references are decoded: "&lt;b&gt;" is text that reads "<b>", not a tag.
+        # A description that was only markup is absent.
+        return (_strip_markup(value) or None) if value else value
 
     @field_validator("title", "description", "brand", "category")
     @classmethod

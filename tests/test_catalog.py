@@ -102,6 +102,33 @@ def test_html_character_references_in_text_fields_are_decoded(tmp_path: Path) ->
     assert "title: Value error, is blank once its HTML character references are decoded" in letters[3]
 
 
+def test_markup_in_descriptions_is_reduced_to_its_text(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.jsonl"
+    rows = [
+        {
+            "product_id": "1",
+            "title": "Drill",
+            "description": "<p>Cordless <b>drill</b></p><ul><li>20V</li><li>3/4&quot; chuck</li></ul>",
+        },
+        {
+            "product_id": "2",
+            "title": "Saw",
+            "description": "<style>p{color:red}</style><script>track()</script>Saw<br/>blade<!-- x -->kit",
+        },
+        {"product_id": "3", "title": "Pipe", "description": "For pipes < 2 in. and a<3 &lt;b&gt; AT&T &notched"},
+        {"product_id": "4", "title": "Bit", "description": "<p> </p>"},
+        {"product_id": "5", "title": "<b>Not</b> stripped", "brand": "<i>Kept</i>"},
+    ]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    products = {p.product_id: p for p in load_catalog(path, tmp_path / "dead.jsonl").products}
+    assert products["1"].description == 'Cordless drill 20V 3/4" chuck'
+    assert analyse(products["1"].description).quantities == {(20.0, "v"), (0.75, "in")}, "tags split no quantity"
+    assert products["2"].description == "Saw blade kit", "script and style bodies are not text; tags separate words"
+    assert products["3"].description == "For pipes < 2 in. and a<3 <b> AT&T &notched", "no tag: the text as written"
+    assert products["4"].description is None, "a description that was only markup is absent"
+    assert (products["5"].title, products["5"].brand) == ("<b>Not</b> stripped", "<i>Kept</i>"), "descriptions only"
+
+
 def test_parquet_catalog(tmp_path: Path) -> None:
     path = tmp_path / "catalog.parquet"
     table = pa.table({"product_id": ["a", "b", None], "title": ["Drill", "Bit", "Orphan"], "price": [1.0, None, 2.0]})

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from rapidfuzz import fuzz, process
 
 from indexer.product import Product
@@ -35,6 +36,20 @@ BRAND_MIN_COUNT = 3  # a word is brand-like when it leads at least this many tit
 BRAND_MIN_LEAD_SHARE = 0.5  # ...and leads at least this share of the titles it appears in
 
 
+@dataclass(frozen=True)
+class FieldTerms:
+    """BM25's collection numbers for one optional text field (brand, category, description)."""
+
+    documents: int  # products that have the field
+    average_terms: float  # their mean number of distinct stems
+    document_frequency: dict[str, int]  # stem -> products whose field holds it
+
+    def idf(self, stems: list[str]) -> np.ndarray:
+        """BM25's idf of each stem in this field; a stem the field never holds counts as df 0."""
+        df = np.array([self.document_frequency.get(stem, 0) for stem in stems], dtype=np.float64)
+        return np.log(1 + (self.documents - df + 0.5) / (df + 0.5))
+
+
 @dataclass
 class CatalogStats:
     version: int = STATS_VERSION
@@ -48,6 +63,7 @@ class CatalogStats:
     _corrections: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     _brands: frozenset[str] | None = field(default=None, repr=False, compare=False)
     _field_shares: dict[str, float] | None = field(default=None, repr=False, compare=False)
+    _field_terms: dict[str, FieldTerms] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(cls, products: Iterable[Product]) -> CatalogStats:
@@ -128,6 +144,21 @@ class CatalogStats:
                 else {}
             )
         return self._field_shares
+
+    def field_terms(self, name: str) -> FieldTerms:
+        """BM25's numbers for an optional text field, counted over the catalog's text table on first use."""
+        found = self._field_terms.get(name)
+        if found is None:
+            values, offsets = self.texts.table.ragged[f"{name}_stems"]
+            present = self.texts.table.scalars[f"has_{name}"]
+            lengths = np.diff(offsets)[present]
+            average = float(lengths.mean()) if lengths.size else 1.0
+            counts = np.bincount(values)
+            stems = self.texts.stems.items
+            frequency = {stems[i]: int(counts[i]) for i in np.flatnonzero(counts).tolist()}
+            found = FieldTerms(int(present.sum()), max(average, 1.0), frequency)
+            self._field_terms[name] = found
+        return found
 
     def brand_set(self) -> frozenset[str]:
         if self._brands is None:

@@ -52,6 +52,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("brand_in_query", 1, "all brand terms appear in the query (NaN: no brand)"),
     Feature("category_coverage", 1, "share of query terms in the category path (NaN: no category)"),
     Feature("description_coverage", 1, "share of query terms in the description (NaN: none)"),
+    Feature("brand_bm25", 1, "BM25 of the query over the brand alone (brand-field idf; NaN: no brand)"),
+    Feature("category_bm25", 1, "BM25 of the query over the category path alone (category idf; NaN: none)"),
+    Feature("description_bm25", 1, "BM25 of the query over the description alone (description idf; NaN: none)"),
     Feature("category_agreement", 1, "P(product's category | query terms), learned from the catalog (NaN: unknown)"),
     Feature("exact_phrase", 1, "the whole query appears in the title"),
     Feature("bigram_coverage", 1, "share of query term bigrams in the title (NaN: one-term query)"),
@@ -123,8 +126,14 @@ def compute_features(query: str, candidates: Sequence[Candidate], stats: Catalog
     columns.update((name, _float_column(values)) for name, values in zip(_RETRIEVAL_COLUMNS, by_field[1:], strict=True))
     columns.update((name, _float_column(list(map(attrgetter(name), products)))) for name in _PRODUCT_COLUMNS)
     columns.update(_relative_to_list(columns))
-    # One (42, n) array transposed: ~3x cheaper than column_stack's per-column reshapes.
+    # One (features, n) array transposed: ~3x cheaper than column_stack's per-column reshapes.
     return np.ascontiguousarray(np.array([columns[name] for name in FEATURE_NAMES], dtype=np.float64).T)
+
+
+def _bm25(matched_idf: np.ndarray, n_terms: np.ndarray, average_terms: float) -> np.ndarray:
+    """BM25 with each matched term counted once (the text table keeps a field's distinct stems)."""
+    norm, per_length = BM25_K1 * (1 - BM25_B), BM25_K1 * BM25_B / average_terms
+    return matched_idf * (BM25_K1 + 1) / (1 + norm + per_length * n_terms)
 
 
 def _float_column(values: Sequence[float | None]) -> np.ndarray:
@@ -204,7 +213,6 @@ def _title_features(
             ([] if head is None else [head], None),
         ],
     )
-    norm, per_length = BM25_K1 * (1 - BM25_B), BM25_K1 * BM25_B / TITLE_AVG_TERMS
     has_stems = n_stems > 0
     first_stem, last_stem = batch.ends("stems")
 
@@ -222,7 +230,7 @@ def _title_features(
         return {
             "title_coverage": _share_of(matched, len(q_stems)),
             "title_idf_coverage": matched_idf / idf_total if idf_total else np.full(size, NAN),
-            "title_bm25": matched_idf * (BM25_K1 + 1) / (1 + norm + per_length * n_stems),
+            "title_bm25": _bm25(matched_idf, n_stems, TITLE_AVG_TERMS),
             "corrected_title_coverage": _share_of(matched_corrected, len(corrected)),
             "exact_phrase": phrase,
             "bigram_coverage": _share_of(_matches(batch, "bigrams", bigram_codes), len(q.bigrams)),
@@ -325,6 +333,13 @@ def _field_features(
             return np.full(size, NAN)
         return np.where(present, _share_of(_matches(batch, field, q_ids), len(q_stems)), NAN)
 
+    def bm25(field: str, present: np.ndarray) -> np.ndarray:
+        if not present.any():
+            return np.full(size, NAN)
+        terms = stats.field_terms(field)
+        matched_idf = _matches(batch, f"{field}_stems", q_ids, terms.idf(q_stems))
+        return np.where(present, _bm25(matched_idf, batch.lengths(f"{field}_stems"), terms.average_terms), NAN)
+
     has_brand = batch.scalar("has_brand")
     brand_in_query = np.full(size, NAN)
     if has_brand.any():
@@ -337,6 +352,7 @@ def _field_features(
         "description_coverage": coverage("description_stems", batch.scalar("has_description")),
         "category_agreement": _category_agreement(q_stems, batch.scalar("category_key"), stats),
     }
+    columns.update((f"{field}_bm25", bm25(field, batch.scalar(f"has_{field}"))) for field in OPTIONAL_TEXT_FIELDS)
     columns.update(_brand_agreement(q, batch, stats))
     return columns
 

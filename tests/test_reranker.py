@@ -25,6 +25,7 @@ from reranker.catalog_stats import CatalogStats
 from reranker.feature_log import read_feature_logs
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC, Candidate, compute_features
 from reranker.model import RankerModel, TrainingSet
+from reranker.product_texts import OPTIONAL_TEXT_FIELDS
 from reranker.registry import ModelRegistry
 from reranker.text import analyse
 from reranker.training import (
@@ -146,6 +147,29 @@ def test_list_relative_features_compare_each_candidate_with_the_best_of_its_list
     )
 
 
+def test_per_field_bm25_weighs_rare_terms_and_short_fields_and_is_missing_without_the_field() -> None:
+    filler = "sturdy steel frame with a powder coated finish for everyday use in the garage"
+    catalog = [
+        Product(product_id="short", title="Shelf A", description="walnut veneer"),
+        Product(product_id="long", title="Shelf B", description=f"walnut veneer {filler}"),
+        Product(product_id="common", title="Shelf C", description="steel shelf"),
+        Product(product_id="none", title="Shelf D"),
+        *(Product(product_id=f"f{i}", title=f"Rack {i}", description=f"{filler} {i}") for i in range(20)),
+    ]
+    stats = CatalogStats.build(catalog)
+    candidates = [Candidate(p, 1.0, i) for i, p in enumerate(catalog[:4], start=1)]
+    column = FEATURE_NAMES.index("description_bm25")
+    walnut, steel = (compute_features(q, candidates, stats)[:, column] for q in ("walnut", "steel"))
+    assert walnut[0] > walnut[1] > 0.0, "the same match counts more in a shorter description"
+    assert walnut[2] == 0.0 and math.isnan(walnut[3]), "no match is 0; no description is missing"
+    assert walnut[0] > steel[2] > 0.0, "a term most descriptions hold (steel) weighs less than a rare one (walnut)"
+    terms = stats.field_terms("description")
+    assert terms.documents == 23 and terms.idf(["zzz"]).item() == pytest.approx(math.log(1 + 23.5 / 0.5))
+    branded = [Candidate(Product(product_id="b", title="Hammer", brand="Estwing", category="Tools > Hand Tools"), 1, 1)]
+    row = features_by_name(compute_features("estwing hand hammer", branded, stats), 0)
+    assert row["brand_bm25"] > 0.0 and row["category_bm25"] > 0.0 and math.isnan(row["description_bm25"])
+
+
 def test_the_index_time_text_table_gives_the_features_serving_would_compute(ltr_services: Services) -> None:
     """Products the job analysed (read from disk) and products analysed at serving time score the same."""
     pipeline = ltr_services.pipeline
@@ -153,6 +177,8 @@ def test_the_index_time_text_table_gives_the_features_serving_would_compute(ltr_
     assert len(stored.texts) == len(load_catalog(CATALOG, Path("/dev/null")).products)
     on_the_fly = CatalogStats(**{k: getattr(stored, k) for k in ("documents", "document_frequency", "words")})
     on_the_fly.term_categories, on_the_fly.brand_words = stored.term_categories, stored.brand_words
+    # Collection numbers (field document frequencies) are the catalog's; what differs is each product's analysis.
+    on_the_fly._field_terms.update({field: stored.field_terms(field) for field in OPTIONAL_TEXT_FIELDS})
     assert len(on_the_fly.texts) == 0
     products = ltr_services.engine.get("products", ["k3", "k4", "d1", "d2"])
     candidates = [Candidate(p, 1.0 / i, i) for i, p in enumerate(products.values(), start=1)]

@@ -9,7 +9,11 @@ features computed through the serving pipeline, ``SearchPipeline.ranked_with_det
 Judged-list mode reranks each query's judged products; full-retrieval mode reranks
 the fused window (200) of a whole-catalog search and scores its top 10. Reports NDCG@10
 per method and mode, the paired-bootstrap 95% CI and p-value of LTR minus the best
-non-learned method, and the features' mean gain importance. Prints one JSON object.
+non-learned method, and the features' mean gain importance. For full retrieval it also
+reports two judgment-pool diagnostics of the window's top 10 in BM25 order (the window's
+BM25-ranked products), fused order and LTR order: the share of judged products
+(``judged@10``) and NDCG@10 with unjudged products dropped (``condensed_ndcg@10``),
+with LTR minus the fused order on the latter. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from bench.relevance import MemoQueries, score_methods
 from indexer.catalog import load_catalog
 from relevance.evaluation import ndcg_at_k
 from relevance.judgments import read_judgments
+from relevance.metrics import condensed_ndcg_at_k, judged_at_k
 from relevance.services import Services
 from relevance.significance import paired_bootstrap
 from reranker.catalog_stats import STATS_VERSION, CatalogStats, stats_path, write_version_stats
@@ -82,6 +87,37 @@ def folds_of(query_ids: list[str], folds: int) -> dict[str, int]:
 def ranked_ids(item: CandidateList, scores: np.ndarray) -> list[str]:
     order = np.argsort(-scores, kind="stable")
     return [item.product_ids[i] for i in order]
+
+
+POOL_ORDERS = ("bm25", "fused", "ltr")
+_LEXICAL_RANK, _FUSED_RANK = FEATURE_NAMES.index("lexical_rank"), FEATURE_NAMES.index("fused_rank")
+
+
+def window_orders(item: CandidateList, ltr_scores: np.ndarray) -> dict[str, list[str]]:
+    """The window's products in BM25 order (those BM25 ranked), fused order and LTR order."""
+    lexical = item.features[:, _LEXICAL_RANK]
+    in_lexical = np.flatnonzero(~np.isnan(lexical))
+    return {
+        "bm25": [item.product_ids[i] for i in in_lexical[np.argsort(lexical[in_lexical], kind="stable")]],
+        "fused": [item.product_ids[i] for i in np.argsort(item.features[:, _FUSED_RANK], kind="stable")],
+        "ltr": ranked_ids(item, ltr_scores),
+    }
+
+
+def pool_diagnostics(pool: dict[str, dict[str, np.ndarray]], samples: int) -> dict:
+    """Means of judged@10 and condensed NDCG@10 per order, and LTR minus the fused order on the latter."""
+    condensed = pool["condensed_ndcg@10"]
+    test = paired_bootstrap(condensed["ltr"], condensed["fused"], samples=samples, seed=0)
+    return {
+        **{
+            metric: {order: round(float(v.mean()), 4) for order, v in values.items()} for metric, values in pool.items()
+        },
+        "condensed_ltr_vs_fused": {
+            "difference": round(test.difference, 4),
+            "ci95": [round(test.ci_low, 4), round(test.ci_high, 4)],
+            "p_value": test.p_value,
+        },
+    }
 
 
 def versus_earlier_run(ltr: dict[str, np.ndarray], eligible: list[str], path: Path, samples: int) -> dict:
@@ -144,6 +180,7 @@ def main() -> None:
     params = {key: json.loads(value) for key, value in (p.split("=", 1) for p in args.param)}
     fold = folds_of(eligible, args.folds)
     ltr = {"judged_list": np.zeros(len(eligible)), "full_retrieval": np.zeros(len(eligible))}
+    pool = {m: {o: np.zeros(len(eligible)) for o in POOL_ORDERS} for m in ("judged@10", "condensed_ndcg@10")}
     importance = np.zeros(len(FEATURE_NAMES))
     rounds = []
     for f in range(args.folds):
@@ -164,9 +201,14 @@ def main() -> None:
                 item = by_key.get((qid, kind))
                 if item is None or not item.product_ids:
                     continue
-                ids = ranked_ids(item, booster.predict(item.features, num_threads=1))
+                scores = booster.predict(item.features, num_threads=1)
+                ids = ranked_ids(item, scores)
                 if kind == "judged":
                     ids += [pid for pid in gains if pid not in set(ids)]
+                else:
+                    for order, ranked in window_orders(item, scores).items():
+                        pool["judged@10"][order][position] = judged_at_k(ranked, gains)
+                        pool["condensed_ndcg@10"][order][position] = condensed_ndcg_at_k(ranked, gains)
                 ltr[mode][position] = ndcg_at_k(ids, gains)
 
     result: dict = {
@@ -201,6 +243,7 @@ def main() -> None:
                 "losses": int(np.sum(ltr[mode] < np.asarray(base[best]) - 1e-9)),
             },
         }
+    result["full_retrieval"]["pool"] = pool_diagnostics(pool, args.bootstrap_samples)
     if args.per_query:
         args.per_query.write_text(json.dumps({"query_ids": eligible, **{m: v.tolist() for m, v in ltr.items()}}))
     if args.compare_to:

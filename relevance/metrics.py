@@ -24,8 +24,10 @@ from relevance.evaluation import ndcg_at_k
 
 __all__ = [
     "average_precision",
+    "condensed_ndcg_at_k",
     "err_at_k",
     "evaluate_run",
+    "judged_at_k",
     "ndcg_at_k",
     "precision_at_k",
     "recall_at_k",
@@ -111,6 +113,26 @@ def err_at_k(
     return float(np.sum(reached * satisfied / np.arange(1, gains.size + 1)))
 
 
+def judged_at_k(ranked_ids: Sequence[str], judged_gains: Mapping[str, float], k: int = 10) -> float:
+    """Share of the top ``k`` that has a judgment, of any gain (ir_measures' ``Judged@k``).
+
+    In full-retrieval mode an unjudged product counts as gain 0: this says how much of a
+    score rests on products someone judged rather than on that assumption.
+    """
+    return sum(pid in judged_gains for pid in ranked_ids[:k]) / k
+
+
+def condensed_ndcg_at_k(ranked_ids: Sequence[str], judged_gains: Mapping[str, float], k: int = 10) -> float:
+    """NDCG@k of the ranking with its unjudged products removed (Sakai's condensed list, SIGIR 2007).
+
+    How well a system orders the judged products among themselves, whatever unjudged
+    products sit between them; with ``judged_at_k`` it separates ordering from which
+    products reach the top (on Home Depot, most of a reranker's full-retrieval lift over
+    the fused order is the latter: bench/README).
+    """
+    return ndcg_at_k([pid for pid in ranked_ids if pid in judged_gains], judged_gains, k)
+
+
 def evaluate_run(
     run: Mapping[str, Sequence[str]],
     judgments: Mapping[str, Mapping[str, float]],
@@ -119,6 +141,7 @@ def evaluate_run(
     relevant_threshold: float | None = None,
     max_gain: float | None = None,
     skip_uniform: bool = True,
+    pool_metrics: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Per-query values of every metric: ``{"ndcg@10": {qid: value}, "map": ..., ...}``.
 
@@ -127,11 +150,13 @@ def evaluate_run(
     query whose judged products all share one gain. A scored query missing from ``run``
     counts as an empty ranking (every metric 0), so a system cannot gain by dropping
     queries; queries in ``run`` without judgments are ignored. ERR's ``max_gain`` defaults
-    to the largest gain in all of ``judgments``, one scale for every query.
+    to the largest gain in all of ``judgments``, one scale for every query. With
+    ``pool_metrics`` (for rankings of the whole catalog, where unjudged products appear)
+    it adds ``judged@k`` and ``condensed_ndcg@k``.
 
     Returns:
         metric name -> query id -> value, metric names ``ndcg@k``, ``map``, ``mrr``,
-        ``err@k``, ``p@k``, ``recall@k``.
+        ``err@k``, ``p@k``, ``recall@k`` (then ``judged@k``, ``condensed_ndcg@k``).
 
     Raises:
         ValueError: ``k`` is below 1, or a ranked list repeats a product id.
@@ -141,6 +166,8 @@ def evaluate_run(
     if max_gain is None:
         max_gain = max((g for gains in judgments.values() for g in gains.values()), default=0.0)
     names = (f"ndcg@{k}", "map", "mrr", f"err@{k}", f"p@{k}", f"recall@{k}")
+    if pool_metrics:
+        names += (f"judged@{k}", f"condensed_ndcg@{k}")
     per_query: dict[str, dict[str, float]] = {name: {} for name in names}
     for qid, gains in judgments.items():
         if skip_uniform and len(set(gains.values())) < 2:
@@ -157,6 +184,8 @@ def evaluate_run(
             precision_at_k(ranked, gains, k, relevant_threshold),
             recall_at_k(ranked, gains, k, relevant_threshold),
         )
+        if pool_metrics:
+            values += (judged_at_k(ranked, gains, k), condensed_ndcg_at_k(ranked, gains, k))
         for name, value in zip(names, values, strict=True):
             per_query[name][qid] = float(value)
     return per_query

@@ -42,6 +42,7 @@ def per_query_metrics(
     scorable = {qid: judged.gains[qid] for qid in judged.scorable()}
     merged: dict[str, dict[str, float]] = {}
     for mode in MODES:
-        for metric, values in evaluate_run(runs[mode], scorable, k).items():
+        # Judged lists hold judged products only: the pool metrics would say nothing there.
+        for metric, values in evaluate_run(runs[mode], scorable, k, pool_metrics=mode == "full").items():
             merged[f"{mode}:{metric}"] = values
     return merged

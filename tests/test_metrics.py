@@ -10,8 +10,10 @@ import pytest
 from relevance.evaluation import dcg
 from relevance.metrics import (
     average_precision,
+    condensed_ndcg_at_k,
     err_at_k,
     evaluate_run,
+    judged_at_k,
     ndcg_at_k,
     precision_at_k,
     recall_at_k,
@@ -94,6 +96,24 @@ def test_evaluate_run_scores_judged_queries_and_skips_uniform_ones() -> None:
     assert per_query["p@5"]["q1"] == pytest.approx(1 / 5)
     assert all(values["q3"] == 0.0 for values in per_query.values())
     assert set(evaluate_run(run, judgments, skip_uniform=False)["map"]) == {"q1", "q2", "q3"}
+
+
+def test_pool_metrics_separate_the_order_of_judged_products_from_which_products_reach_the_top() -> None:
+    gains = {"a": 2.0, "b": 1.0, "c": 0.0}
+    ordered = ["a", "b", "c"]
+    # Unjudged products (u*) count as gain 0: they lower NDCG wherever they sit...
+    padded = ["u1", "a", "u2", "u3", "b", "c"]
+    assert ndcg_at_k(padded, gains, 3) < ndcg_at_k(ordered, gains, 3) == pytest.approx(1.0)
+    # ...but not the condensed NDCG, which scores the judged products' order alone.
+    assert condensed_ndcg_at_k(padded, gains, 3) == pytest.approx(1.0)
+    swapped = ["u1", "b", "a", "c"]
+    condensed = condensed_ndcg_at_k(swapped, gains, 3)
+    assert condensed == pytest.approx(ndcg_at_k(["b", "a", "c"], gains, 3)) and condensed < 1.0
+    assert judged_at_k(padded, gains, 4) == 0.25 and judged_at_k(ordered, gains, 10) == pytest.approx(0.3)
+    assert judged_at_k([], gains, 10) == 0.0 and condensed_ndcg_at_k(["u1"], gains, 10) == 0.0
+    per_query = evaluate_run({"q1": padded}, {"q1": gains}, k=3, pool_metrics=True)
+    assert list(per_query)[-2:] == ["judged@3", "condensed_ndcg@3"]
+    assert per_query["judged@3"]["q1"] == pytest.approx(1 / 3) and per_query["condensed_ndcg@3"]["q1"] == 1.0
 
 
 def test_evaluate_run_uses_one_err_scale_for_all_queries() -> None:

@@ -405,6 +405,8 @@ def test_cli_train_models_and_evaluate(tmp_path: Path, embedder: Embedder) -> No
     assert {"judged:ndcg@10", "full:ndcg@10", "full:map", "full:mrr", "full:err@10", "full:p@10"} <= set(
         body["metrics"]
     )
+    assert {"full:judged@10", "full:condensed_ndcg@10"} <= set(body["metrics"]), "pool metrics in full retrieval"
+    assert not any(m.startswith("judged:") and ("judged@" in m or "condensed" in m) for m in body["metrics"])
     assert set(body["bootstrap"]) == set(body["metrics"]) and "full:ndcg@10" in evaluated.output
     assert "<img" in html.read_text()
 

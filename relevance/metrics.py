@@ -6,7 +6,9 @@ give gains like 0.33 or 1.67, while ranx and trec_eval take integer grades only)
 ideal comes from the query's judged products (scikit-learn's ``ndcg_score`` takes it from
 the scored list, which differs in full-retrieval mode), and queries whose judged products
 all share one gain are not scored. ``tests/test_metrics.py`` cross-checks NDCG, MAP, MRR,
-P@k and Recall@k against ranx on integer gains, where the definitions agree.
+P@k and Recall@k against ranx on integer gains, where the definitions agree; the two
+judgment-pool diagnostics (``judged_at_k``, ``condensed_ndcg_at_k``) are a count and
+NDCG over a filtered list, which ranx does not offer.
 
 A ranked list holds unique product ids, best first. ``judged_gains`` maps product id to
 gain (``>= 0``); a product missing from it has gain 0. The binary metrics (AP, reciprocal

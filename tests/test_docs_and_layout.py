@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from relevance.api import create_app
@@ -31,6 +32,13 @@ def test_every_endpoint_is_documented(services) -> None:
             continue
         path = rule.rule.replace("<product_id>", "<id>")
         assert f"`GET {path}`" in README, f"endpoint {path} missing from README"
+
+
+def test_the_feature_count_the_readme_gives_is_the_registrys() -> None:
+    from reranker.features import FEATURES
+
+    stated = re.findall(r"over (\d+) query/product features", README)
+    assert stated == [str(len(FEATURES))], f"README states {stated} features; the registry has {len(FEATURES)}"
 
 
 def test_only_engine_adapters_import_engine_clients() -> None:

@@ -13,7 +13,7 @@ non-learned method, and the features' mean gain importance. For full retrieval i
 reports two judgment-pool diagnostics of the window's top 10 in BM25 order (the window's
 BM25-ranked products), fused order and LTR order: the share of judged products
 (``judged@10``) and NDCG@10 with unjudged products dropped (``condensed_ndcg@10``),
-with LTR minus the fused order on the latter. Prints one JSON object.
+with LTR minus the fused and the BM25 order on the latter. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -105,19 +105,19 @@ def window_orders(item: CandidateList, ltr_scores: np.ndarray) -> dict[str, list
 
 
 def pool_diagnostics(pool: dict[str, dict[str, np.ndarray]], samples: int) -> dict:
-    """Means of judged@10 and condensed NDCG@10 per order, and LTR minus the fused order on the latter."""
+    """Means of judged@10 and condensed NDCG@10 per order, and LTR minus the other orders on the latter."""
     condensed = pool["condensed_ndcg@10"]
-    test = paired_bootstrap(condensed["ltr"], condensed["fused"], samples=samples, seed=0)
-    return {
-        **{
-            metric: {order: round(float(v.mean()), 4) for order, v in values.items()} for metric, values in pool.items()
-        },
-        "condensed_ltr_vs_fused": {
+    result: dict = {
+        metric: {order: round(float(v.mean()), 4) for order, v in values.items()} for metric, values in pool.items()
+    }
+    for other in ("fused", "bm25"):
+        test = paired_bootstrap(condensed["ltr"], condensed[other], samples=samples, seed=0)
+        result[f"condensed_ltr_vs_{other}"] = {
             "difference": round(test.difference, 4),
             "ci95": [round(test.ci_low, 4), round(test.ci_high, 4)],
             "p_value": test.p_value,
-        },
-    }
+        }
+    return result
 
 
 def versus_earlier_run(ltr: dict[str, np.ndarray], eligible: list[str], path: Path, samples: int) -> dict:

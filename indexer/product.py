@@ -81,6 +81,16 @@ def _strip_markup(text: str) -> str:
     return " ".join("".join(parser.parts).split())
 
 
+# Validation context for products read back from an index the layer wrote: their text was
+# cleaned when the catalog was read, and cleaning is not idempotent ("&amp;lt;b&amp;gt;" reads
+# "&lt;b&gt;", which reads "<b>", which is a tag), so stored text is taken as written.
+STORED = {"stored": True}
+
+
+def _is_stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("stored"))
+
+
 def split_category(path: str) -> list[str]:
     """Split "Tools > Power Tools > Drills" into its segments, rejecting empty ones."""
     segments = [segment.strip() for segment in path.split(">")]
@@ -117,17 +127,19 @@ class Product(BaseModel):
 
     @field_validator("description")
     @classmethod
-    def _description_text(cls, value: str | None) -> str | None:
+    def _description_text(cls, value: str | None, info: ValidationInfo) -> str | None:
         # Before the references are decoded: "&lt;b&gt;" is text that reads "<b>", not a tag.
         # A description that was only markup is absent.
-        return (_strip_markup(value) or None) if value else value
+        if not value or _is_stored(info):
+            return value
+        return _strip_markup(value) or None
 
     @field_validator("title", "description", "brand", "category")
     @classmethod
     def _decode_references(cls, value: str | None, info: ValidationInfo) -> str | None:
         # Before the category path is split. A title must still have text once decoded;
         # an optional field that decodes to blanks is absent.
-        if not value:
+        if not value or _is_stored(info):
             return value
         decoded = _decode_character_references(value).strip()
         if decoded:

@@ -95,6 +95,20 @@ def test_get_returns_whole_products_for_a_window_of_ids(
     assert found == {item.product.product_id: item.product for item in catalog_items}
 
 
+def test_products_read_back_keep_their_text_as_indexed(
+    engine: SearchEngine, catalog_items: list[IndexedProduct]
+) -> None:
+    # Catalog text is cleaned once, when read: escaped markup and double-escaped references
+    # decode to text that a second cleaning would change again.
+    product = Product(product_id="esc", title="Tom &amp;amp; Jerry Mug", description="&lt;b&gt;Bold&lt;/b&gt; mug")
+    assert (product.title, product.description) == ("Tom &amp; Jerry Mug", "<b>Bold</b> mug")
+    version = engine.create_version(ALIAS, len(catalog_items[0].vector), {"test": True})
+    assert engine.bulk_upsert(version, [IndexedProduct(product, catalog_items[0].vector)]) == []
+    engine.commit(version)
+    assert engine.get(version, ["esc"]) == {"esc": product}
+    assert engine.get(version, ["esc"])["esc"].text_fingerprint == product.text_fingerprint
+
+
 def test_get_vectors_returns_the_indexed_vectors(live: SearchEngine, catalog_items: list[IndexedProduct]) -> None:
     wanted = ["d1", "f1", "missing"]
     vectors = live.get_vectors(ALIAS, wanted)

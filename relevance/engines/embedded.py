@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import tantivy
 
-from indexer.product import Product
+from indexer.product import STORED, Product
 from relevance.engines.base import EngineHit, IndexedProduct, IndexVersion, NativeFusion
 from relevance.errors import EngineError, EngineFeatureUnavailable, IndexNotReadyError
 from relevance.filters import SearchFilters, brand_key, category_prefix_keys
@@ -474,7 +474,10 @@ class EmbeddedEngine:
         try:
             vectors = np.load(directory / f"vectors-{generation}.npy", mmap_mode="r")
             with (directory / f"products-{generation}.jsonl").open(encoding="utf-8") as handle:
-                products = [None if line.strip() == "null" else Product.model_validate_json(line) for line in handle]
+                products = [
+                    None if line.strip() == "null" else Product.model_validate_json(line, context=STORED)
+                    for line in handle
+                ]
             index = self._open_tantivy(version)
         except (OSError, ValueError) as exc:
             raise EngineError(f"index version {version!r} is unreadable: {exc}") from exc

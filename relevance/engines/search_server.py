@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.product import Product
+from indexer.product import STORED, Product
 from relevance.engines.base import EngineHit, IndexedProduct, IndexVersion, NativeFusion
 from relevance.errors import EngineError, EngineFeatureUnavailable, IndexNotReadyError
 from relevance.filters import SearchFilters, brand_key, category_prefix_keys
@@ -77,7 +77,7 @@ def to_document(product: Product, vector: np.ndarray) -> dict[str, Any]:
 
 
 def from_document(source: dict[str, Any]) -> Product:
-    return Product.model_validate({k: v for k, v in source.items() if k not in INTERNAL_FIELDS})
+    return Product.model_validate({k: v for k, v in source.items() if k not in INTERNAL_FIELDS}, context=STORED)
 
 
 class SearchServerEngine:

@@ -20,7 +20,6 @@ from indexer.product import Product
 
 class ProductCache:
     def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
         # LRUCache refuses an entry larger than its size, so a zero-size cache stores nothing at all.
         self._entries: LRUCache[tuple[str, str], Product] | None = LRUCache(max_entries) if max_entries else None
         self._lock = threading.Lock()  # LRUCache is not thread-safe; gunicorn threads share a worker's cache

@@ -36,6 +36,11 @@ BRAND_MIN_COUNT = 3  # a word is brand-like when it leads at least this many tit
 BRAND_MIN_LEAD_SHARE = 0.5  # ...and leads at least this share of the titles it appears in
 
 
+def bm25_idf(documents: int, df: int) -> float:
+    """BM25's idf of a term held by ``df`` of ``documents`` documents."""
+    return math.log(1 + (documents - df + 0.5) / (df + 0.5))
+
+
 @dataclass(frozen=True)
 class FieldTerms:
     """BM25's collection numbers for one optional text field (brand, category, description)."""
@@ -46,8 +51,7 @@ class FieldTerms:
 
     def idf(self, stems: list[str]) -> np.ndarray:
         """BM25's idf of each stem in this field; a stem the field never holds counts as df 0."""
-        df = np.array([self.document_frequency.get(stem, 0) for stem in stems], dtype=np.float64)
-        return np.log(1 + (self.documents - df + 0.5) / (df + 0.5))
+        return np.array([bm25_idf(self.documents, self.document_frequency.get(stem, 0)) for stem in stems])
 
 
 @dataclass
@@ -94,8 +98,7 @@ class CatalogStats:
 
     def idf(self, stem: str) -> float:
         """BM25's idf, with unseen terms as rare as a term seen once."""
-        df = self.document_frequency.get(stem, 1)
-        return math.log(1 + (self.documents - df + 0.5) / (df + 0.5)) if self.documents else 1.0
+        return bm25_idf(self.documents, self.document_frequency.get(stem, 1)) if self.documents else 1.0
 
     def correct(self, word: str) -> str:
         """The closest frequent catalog word for a word the catalog does not have."""

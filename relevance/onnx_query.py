@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -37,6 +37,7 @@ PRECISIONS = ("int8", "float32")  # Embedder checks the setting against these
 # a model that quantizes badly falls back to float32 instead of degrading search.
 PROBE_QUERIES = ("drill", "1/2 in. pvc pipe 10 ft", "velvet accent chair for living room", "led bulbs 60w", "ñandú")
 MIN_INT8_COSINE = 0.98
+MIN_FLOAT32_COSINE = 0.9999  # the float32 export against torch: the same vector up to rounding
 
 
 class OnnxQueryEncoder:
@@ -46,16 +47,25 @@ class OnnxQueryEncoder:
         self._post_modules = list(sentence_transformer)[1:]  # pooling (and any dense/normalise layers)
         path = self._export(cache_dir / hashlib.sha256(model_id.encode()).hexdigest()[:16] / "transformer.onnx")
         self.path, self.precision = path, "float32"
-        self._session = _session(path)
+        self._graph = _load_graph(path)
+        self._check_against_torch()
         if precision == "int8":
             try:
                 self._use_int8_if_close(self._quantize(path))
             except Exception as exc:  # quantization trouble must not cost the fast float32 encoder
                 log.warning("int8 query encoder unavailable (%s); queries use float32", exc)
 
+    def _check_against_torch(self) -> None:
+        """Raise unless the export reproduces the torch model on the probe queries: a model
+        the export does not fit then falls back to torch queries at load, not failing each query."""
+        exact = self._st.encode(list(PROBE_QUERIES), normalize_embeddings=True, convert_to_numpy=True)
+        cosines = [float(self._vector(self._graph, t) @ v) for t, v in zip(PROBE_QUERIES, exact, strict=True)]
+        if min(cosines) < MIN_FLOAT32_COSINE:
+            raise ValueError(f"exported encoder differs from the model (cosine {min(cosines):.5f} on probe queries)")
+
     def _use_int8_if_close(self, int8_path: Path) -> None:
-        int8 = _session(int8_path)
-        cosines = [float(self._vector(self._session, t) @ self._vector(int8, t)) for t in PROBE_QUERIES]
+        int8 = _load_graph(int8_path)
+        cosines = [float(self._vector(self._graph, t) @ self._vector(int8, t)) for t in PROBE_QUERIES]
         if min(cosines) < MIN_INT8_COSINE:
             log.warning(
                 "int8 query encoder %s strays from float32 (cosine %.4f < %.2f on probe queries); queries use float32",
@@ -64,7 +74,7 @@ class OnnxQueryEncoder:
                 MIN_INT8_COSINE,
             )
             return
-        self._session, self.path, self.precision = int8, int8_path, "int8"
+        self._graph, self.path, self.precision = int8, int8_path, "int8"
 
     def _export(self, path: Path) -> Path:
         if path.exists():
@@ -123,15 +133,19 @@ class OnnxQueryEncoder:
         return target
 
     def encode(self, text: str) -> np.ndarray:
-        return self._vector(self._session, text)
+        return self._vector(self._graph, text)
 
-    def _vector(self, session: Any, text: str) -> np.ndarray:
+    def _vector(self, graph: _Graph, text: str) -> np.ndarray:
         import torch
 
         features = self._st.tokenizer([text], truncation=True, max_length=self._st.max_seq_length, return_tensors="np")
-        inputs = {name: features[name].astype(np.int64) for name in _INPUTS if name in features}
-        inputs.setdefault("token_type_ids", np.zeros_like(inputs["input_ids"]))
-        token_embeddings = session.run(None, inputs)[0]  # the export takes exactly _INPUTS
+        ids = features["input_ids"].astype(np.int64)
+        # The export drops inputs a model ignores (MPNet never reads token_type_ids), and
+        # onnxruntime refuses inputs its graph lacks: feed exactly the ones it declares.
+        inputs = {
+            name: features[name].astype(np.int64) if name in features else np.zeros_like(ids) for name in graph.inputs
+        }
+        token_embeddings = graph.session.run(None, inputs)[0]
         state = {
             "token_embeddings": torch.from_numpy(token_embeddings),
             "attention_mask": torch.from_numpy(inputs["attention_mask"]),
@@ -143,14 +157,20 @@ class OnnxQueryEncoder:
         return vector / np.linalg.norm(vector)
 
 
-def _session(path: Path) -> Any:
+class _Graph(NamedTuple):
+    session: Any  # an onnxruntime InferenceSession
+    inputs: tuple[str, ...]  # the inputs it declares
+
+
+def _load_graph(path: Path) -> _Graph:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # one query at a time: threads only add overhead
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return _Graph(session, tuple(i.name for i in session.get_inputs()))
 
 
 @contextmanager

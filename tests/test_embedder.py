@@ -107,3 +107,49 @@ def test_making_the_int8_encoder_does_not_warn(embedder: Embedder, tmp_path: Pat
     assert fresh._query_encoder.path.is_relative_to(tmp_path), "made here, not found in the shared cache"
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert logging.getLogger().filters == [], "the filter is gone once the encoder is made"
+
+
+def _tiny_mpnet(directory: Path) -> Path:
+    """A small random MPNet sentence model: its forward ignores token_type_ids, so the ONNX
+    export has no such input while the (BERT) tokenizer still produces one."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
+
+    from relevance.embedder import DEFAULT_MODEL, resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))
+    config = MPNetConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=160,
+    )  # fmt: skip
+    MPNetModel(config).save_pretrained(directory / "transformer")
+    tokenizer.save_pretrained(directory / "transformer")
+    transformer = Transformer(str(directory / "transformer"), max_seq_length=64)
+    SentenceTransformer(modules=[transformer, Pooling(32)], device="cpu").save(str(directory / "model"))
+    return directory / "model"
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_a_model_whose_export_drops_token_type_ids_serves_queries(tmp_path: Path, precision: str) -> None:
+    model = str(_tiny_mpnet(tmp_path))
+    onnx = Embedder(model, query_precision=precision, cache_dir=tmp_path / "cache")
+    torch_queries = Embedder(model, query_backend="torch")
+    assert onnx.query_encoder.startswith("onnx-")
+    for text in QUERIES:
+        vector, exact = onnx.encode_query(text), torch_queries.encode_query(text)
+        assert float(vector @ exact) > (0.9999 if precision == "float32" else 0.98)
+
+
+def test_an_export_that_differs_from_the_model_falls_back_to_torch_queries(
+    embedder: Embedder, monkeypatch, caplog
+) -> None:
+    import relevance.onnx_query as onnx_query
+
+    monkeypatch.setattr(onnx_query, "MIN_FLOAT32_COSINE", 1.5)  # no export passes: as if it were wrong
+    fallback = Embedder(embedder.model_name, cache_dir=embedder.cache_dir)
+    assert fallback.query_encoder == "torch-float32" and "ONNX query encoder unavailable" in caplog.text
+    assert "differs from the model" in caplog.text
+    exact = Embedder(embedder.model_name, query_backend="torch")
+    exact._model = embedder._model
+    assert np.allclose(fallback.encode_query("drill"), exact.encode_query("drill"), atol=1e-6)

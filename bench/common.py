@@ -89,12 +89,17 @@ def bench_parser(doc: str | None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--query-precision", choices=["int8", "float32"], default=None, help="ONNX query encoder (default: settings')"
     )
+    parser.add_argument(
+        "--embedding-model", default=None, help="a local sentence-transformers model dir (default: settings')"
+    )
     return parser
 
 
 def bench_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     if getattr(args, "query_precision", None):
         overrides = {"embedding_query_precision": args.query_precision, **overrides}
+    if getattr(args, "embedding_model", None):
+        overrides = {"embedding_model": args.embedding_model, **overrides}
     if args.engine != "embedded":  # bulk loads of 54k products need more than the serving timeout
         overrides = {"engine_url": args.engine_url, "engine_timeout": 120.0, **overrides}
     return load_settings(data_dir=args.work_dir, engine=args.engine, **{"index_alias": "homedepot", **overrides})

@@ -191,6 +191,7 @@ def main() -> None:
         "RELEVANCE_ENGINE_URL": settings.engine_url,
         "RELEVANCE_RERANK": "true" if args.rerank == "on" else "false",
         "RELEVANCE_EMBEDDING_QUERY_PRECISION": settings.embedding_query_precision,
+        "RELEVANCE_EMBEDDING_MODEL": settings.embedding_model,
     }
     results = []
     yardstick_at_start = cpu_yardstick_ms()

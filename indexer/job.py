@@ -106,6 +106,7 @@ def run_index_job(
     metadata = {
         "catalog": str(catalog_path),
         "embedding_model": embedder.model_id,
+        "embedding_dims": int(vectors.shape[1]),
         "embedding_fields": embedding_fields,
         "summary": catalog.summary.as_dict(),
     }

@@ -60,6 +60,12 @@ class IndexNotReadyError(EngineError):
     kind = "index_not_ready"
 
 
+class EmbeddingMismatchError(EngineError):
+    """The index holds vectors of another embedding model than the one embedding queries."""
+
+    kind = "embedding_mismatch"
+
+
 class EngineFeatureUnavailable(RelevanceError):
     """The engine lacks a feature the request asks for (a module, plugin or licence)."""
 

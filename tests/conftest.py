@@ -114,3 +114,24 @@ def engine_services(
     yield request.param, built
     for version in built.engine.list_versions(alias):
         built.engine.drop_version(version.name)
+
+
+def tiny_mpnet_model(directory: Path) -> Path:
+    """A small random MPNet sentence model: its forward ignores token_type_ids, so the ONNX
+    export has no such input while the (BERT) tokenizer still produces one."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
+
+    from relevance.embedder import DEFAULT_MODEL, resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))
+    config = MPNetConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=160,
+    )  # fmt: skip
+    MPNetModel(config).save_pretrained(directory / "transformer")
+    tokenizer.save_pretrained(directory / "transformer")
+    transformer = Transformer(str(directory / "transformer"), max_seq_length=64)
+    SentenceTransformer(modules=[transformer, Pooling(32)], device="cpu").save(str(directory / "model"))
+    return directory / "model"

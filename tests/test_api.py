@@ -8,7 +8,7 @@ import pytest
 
 from relevance.api import create_app
 from relevance.embedder import Embedder
-from tests.conftest import make_services
+from tests.conftest import make_services, tiny_mpnet_model
 
 
 def assert_error(response, status: int, field: str | None) -> dict:
@@ -127,6 +127,26 @@ def test_without_an_index_search_is_503_and_not_ready(tmp_path: Path, embedder: 
     assert body["error"] == "index_not_ready" and "relevance index" in body["detail"]
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
+
+
+def test_an_index_embedded_by_another_model_is_refused_with_the_reason(
+    tmp_path: Path, indexed_dir: Path, embedder: Embedder
+) -> None:
+    """embedding_model changed without a re-index: a clear 503, not numpy's shape error as a 500."""
+    other = Embedder(str(tiny_mpnet_model(tmp_path)), cache_dir=tmp_path / "cache")  # 32 dimensions, not 384
+    client = create_app(services=make_services(indexed_dir, other)).test_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["status"] == "not_ready"
+    assert "384-dimension vectors of all-MiniLM-L6-v2" in ready.get_json()["detail"]
+    assert "(32 dimensions)" in ready.get_json()["detail"]
+    for url in ("/search?q=drill", "/search?q=drill&explain=true"):
+        body = assert_error(client.get(url), 503, None)
+        assert body["error"] == "embedding_mismatch" and "384-dimension" in body["detail"]
+    assert client.get("/products/d1/similar").status_code == 200  # product vectors against product vectors
+    lexical = client.get("/search?q=drill&mode=lexical")
+    assert lexical.status_code == 200 and lexical.get_json()["results"]
+    assert client.get("/readyz").status_code == 503
+    assert create_app(services=make_services(indexed_dir, embedder)).test_client().get("/readyz").status_code == 200
 
 
 def test_openapi_documents_every_route(client) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from relevance.embedder import Embedder
 from relevance.errors import ModelError
+from tests.conftest import tiny_mpnet_model
 
 TEXTS = ["DEWALT 20V MAX Cordless Drill", "1/2 in. x 10 ft. PVC Pipe", "Mid-Century Modern Velvet Accent Chair"]
 
@@ -109,30 +110,9 @@ def test_making_the_int8_encoder_does_not_warn(embedder: Embedder, tmp_path: Pat
     assert logging.getLogger().filters == [], "the filter is gone once the encoder is made"
 
 
-def _tiny_mpnet(directory: Path) -> Path:
-    """A small random MPNet sentence model: its forward ignores token_type_ids, so the ONNX
-    export has no such input while the (BERT) tokenizer still produces one."""
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
-
-    from relevance.embedder import DEFAULT_MODEL, resolve_model_path
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))
-    config = MPNetConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=160,
-    )  # fmt: skip
-    MPNetModel(config).save_pretrained(directory / "transformer")
-    tokenizer.save_pretrained(directory / "transformer")
-    transformer = Transformer(str(directory / "transformer"), max_seq_length=64)
-    SentenceTransformer(modules=[transformer, Pooling(32)], device="cpu").save(str(directory / "model"))
-    return directory / "model"
-
-
 @pytest.mark.parametrize("precision", ["float32", "int8"])
 def test_a_model_whose_export_drops_token_type_ids_serves_queries(tmp_path: Path, precision: str) -> None:
-    model = str(_tiny_mpnet(tmp_path))
+    model = str(tiny_mpnet_model(tmp_path))
     onnx = Embedder(model, query_precision=precision, cache_dir=tmp_path / "cache")
     torch_queries = Embedder(model, query_backend="torch")
     assert onnx.query_encoder.startswith("onnx-")

@@ -24,8 +24,11 @@ def readyz() -> ResponseReturnValue:
         services.engine.ping()
         products = services.engine.count(alias)
         services.embedder.load()
+        mismatch = services.embedding_mismatch()
     except RelevanceError as exc:
         return jsonify({"status": "not_ready", "detail": exc.detail}), 503
+    if mismatch:
+        return jsonify({"status": "not_ready", "detail": mismatch}), 503
     pipeline = services.pipeline
     reranker = pipeline.reranker.status(pipeline.catalog_stats.current()) if pipeline.reranker else None
     degraded = reranker is not None and reranker.state == "degraded"

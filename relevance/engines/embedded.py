@@ -34,7 +34,7 @@ import tantivy
 
 from indexer.product import STORED, Product
 from relevance.engines.base import EngineHit, IndexedProduct, IndexVersion, NativeFusion
-from relevance.errors import EngineError, EngineFeatureUnavailable, IndexNotReadyError
+from relevance.errors import EmbeddingMismatchError, EngineError, EngineFeatureUnavailable, IndexNotReadyError
 from relevance.filters import SearchFilters, brand_key, category_prefix_keys
 
 log = logging.getLogger(__name__)
@@ -544,6 +544,7 @@ class EmbeddedEngine:
 
     def cosines(self, index: str, vector: np.ndarray, product_ids: Sequence[str]) -> dict[str, float]:
         known, block = self._vector_block(index, product_ids)
+        vector = _checked_query(self._snapshot(index), index, vector)
         return dict(zip(known, (block @ vector).tolist(), strict=True))
 
     def _vector_block(self, index: str, product_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
@@ -594,7 +595,7 @@ class EmbeddedEngine:
         self, index: str, vector: np.ndarray, filters: SearchFilters, k: int, exclude_ids: Sequence[str] = ()
     ) -> list[EngineHit]:
         snapshot = self._snapshot(index)
-        query = np.asarray(vector, dtype=np.float32)
+        query = _checked_query(snapshot, index, np.asarray(vector, dtype=np.float32))
         if not filters.is_empty or exclude_ids:
             mask = snapshot.mask(filters)
             for product_id in exclude_ids:
@@ -651,3 +652,14 @@ class EmbeddedEngine:
     def ping(self) -> None:
         if self.root.exists() and not os.access(self.root, os.R_OK):
             raise EngineError(f"index directory {self.root} is not readable")
+
+
+def _checked_query(snapshot: _Snapshot, index: str, vector: np.ndarray) -> np.ndarray:
+    """The query vector, if it has the index's dimensions (else numpy fails mid-search)."""
+    dims = snapshot.vectors.shape[1]
+    if vector.shape != (dims,):
+        raise EmbeddingMismatchError(
+            f"index {index!r} holds {dims}-dimension vectors but the query vector has {vector.shape[-1]}: the index"
+            " was embedded by another model than embedding_model; re-index with it, or set it back"
+        )
+    return vector

@@ -539,17 +539,18 @@ class EmbeddedEngine:
         return found
 
     def get_vectors(self, index: str, product_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        known, block = self._vector_block(index, product_ids)
+        known, block = self._vector_block(self._snapshot(index), product_ids)
         return dict(zip(known, block, strict=True))
 
     def cosines(self, index: str, vector: np.ndarray, product_ids: Sequence[str]) -> dict[str, float]:
-        known, block = self._vector_block(index, product_ids)
-        vector = _checked_query(self._snapshot(index), index, vector)
+        snapshot = self._snapshot(index)
+        vector = _checked_query(snapshot, index, vector)
+        known, block = self._vector_block(snapshot, product_ids)
         return dict(zip(known, (block @ vector).tolist(), strict=True))
 
-    def _vector_block(self, index: str, product_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    @staticmethod
+    def _vector_block(snapshot: _Snapshot, product_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
         """The known ids and their stored vectors as one matrix (one gather, not one per id)."""
-        snapshot = self._snapshot(index)
         known = [pid for pid in product_ids if pid in snapshot.row_of]
         return known, np.asarray(snapshot.vectors[[snapshot.row_of[pid] for pid in known]])
 

@@ -24,7 +24,9 @@ from relevance.engines.base import EngineHit, NativeFusion, SearchEngine
 from relevance.errors import NotFoundError
 from relevance.filters import SearchFilters
 from relevance.fusion import FusedHit, FusionMethod, Normalization, fuse, single_list
+from relevance.index_embedding import IndexEmbedding
 from relevance.product_cache import ProductCache
+from relevance.served_version import ServedVersion
 from reranker.features import Candidate, compute_features
 from reranker.model import RankerModel
 from reranker.serving import CatalogStatsProvider, Reranker
@@ -111,14 +113,18 @@ class SearchPipeline:
         self.alias = settings.index_alias
         self.default_fusion = FusionOptions.from_settings(settings)
         self.reranker = reranker
-        self.catalog_stats = CatalogStatsProvider(settings.data_dir, engine, settings.index_alias)
+        self.served = ServedVersion(engine, settings.index_alias)
+        self.catalog_stats = CatalogStatsProvider(settings.data_dir, self.served)
+        self.index_embedding = IndexEmbedding(engine, self.served)
         self.product_cache = ProductCache(settings.product_cache_entries)
 
     def on_index(self, index: str) -> SearchPipeline:
         """The same pipeline reading ``index`` (a version name) instead of the alias."""
         clone = copy.copy(self)
         clone.alias = index
-        clone.catalog_stats = CatalogStatsProvider.pinned(self.settings.data_dir, index)  # that version's statistics
+        clone.served = ServedVersion.pinned(index)
+        clone.catalog_stats = CatalogStatsProvider(self.settings.data_dir, clone.served)  # that version's statistics
+        clone.index_embedding = IndexEmbedding(self.engine, clone.served)
         return clone
 
     def ranked(
@@ -259,6 +265,8 @@ class SearchPipeline:
         lexical = vector = []
         query_vector = None
         pending_lexical = None
+        if mode in ("hybrid", "vector"):  # before any request goes out
+            self.index_embedding.require_match(self.embedder)
         if mode == "hybrid" and self.engine.concurrent_retrieval:  # runs while the query is embedded
             pending_lexical = _ENGINE_POOL.submit(self._lexical, text, filters, n, timings)
         if mode in ("hybrid", "vector"):
@@ -297,6 +305,7 @@ class SearchPipeline:
         self, text: str, filters: SearchFilters, fusion: FusionOptions, depth: int, n: int, timings: Timings
     ) -> list[FusedHit]:
         """Both retrievals and their fusion in one engine request (no per-list scores to explain)."""
+        self.index_embedding.require_match(self.embedder)
         with timings.stage("embed"):
             query_vector = self.embedder.encode_query(text)
         native = NativeFusion(

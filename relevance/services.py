@@ -50,24 +50,6 @@ class Services:
             settings, engine, embedder, pipeline, FeatureLog(settings.feature_log_dir, settings.feature_log_sample)
         )
 
-    def embedding_mismatch(self) -> str | None:
-        """Why the served index's vectors cannot be searched with this embedder's query vectors, or None.
-
-        Dimensions, not model names, decide: a moved model directory keeps its vectors, and
-        indexes made before the index job recorded dimensions are taken as they are.
-        """
-        alias = self.settings.index_alias
-        metadata = self.engine.version_metadata(alias)
-        dims = metadata.get("embedding_dims")
-        if dims is None or dims == self.embedder.dims:
-            return None
-        indexed_by = str(metadata.get("embedding_model", "another model")).split("|")[0]
-        return (
-            f"index {self.engine.alias_target(alias)!r} holds {dims}-dimension vectors of {indexed_by}; queries are"
-            f" embedded by {self.embedder.model_name} ({self.embedder.dims} dimensions): re-index with this"
-            " embedding_model, or set it back"
-        )
-
     def index_catalog(
         self,
         catalog: Path,

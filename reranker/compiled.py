@@ -11,6 +11,7 @@ model predicts through LightGBM.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -33,6 +34,10 @@ PROBE_ROWS = 512
 LOW_WORD = np.uint64(0xFFFFFFFF)
 BUILD_PREFIX = "build-"
 ABANDONED_AFTER_SECONDS = 3600.0  # a build takes seconds; an hour-old folder has no owner left
+# Set when the process starts exiting: tl2cgen's own temporary build folder is removed then,
+# under a compile still running in its daemon thread, which is no failure worth a warning.
+_EXITING = threading.Event()
+atexit.register(_EXITING.set)
 
 
 class CompiledTrees:
@@ -167,6 +172,8 @@ class TreeCompiler:
             try:
                 compiled = compile_trees(model.booster, model.checksum, self.cache_dir, self.toolchain)
             except Exception as exc:  # no compiler, a failed build, a mismatch: LightGBM keeps serving
+                if _EXITING.is_set():  # cut short by the exit; the next process compiles again
+                    return
                 model.native_failure = f"{type(exc).__name__}: {exc}"
                 log.warning("model %s predicts through LightGBM: native trees unavailable (%s)", model.version, exc)
                 return

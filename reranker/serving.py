@@ -12,14 +12,13 @@ import json
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from relevance.engines.base import SearchEngine
+from relevance.served_version import ServedVersion
 from reranker.catalog_stats import CatalogStats, stats_path
 from reranker.compiled import TreeCompiler
 from reranker.features import FEATURE_NAMES
@@ -27,7 +26,6 @@ from reranker.model import RankerModel
 from reranker.registry import META_FILE, MODEL_FILE, ModelRegistry
 
 log = logging.getLogger(__name__)
-STATS_TTL_SECONDS = 5.0
 _NOT_LOADED = object()  # no pointer file is a state too (the bundled model), so None cannot mean "not read"
 
 
@@ -162,32 +160,19 @@ def _json_float(value: float) -> float | None:
 
 
 class CatalogStatsProvider:
-    """Statistics of the catalog the alias serves; the alias is looked up at most every few seconds.
+    """Statistics of the catalog the served version holds, read once per version."""
 
-    Without an engine, ``alias`` names one index version and the statistics are that version's.
-    """
-
-    def __init__(self, data_dir: Path, engine: SearchEngine | None, alias: str) -> None:
+    def __init__(self, data_dir: Path, served: ServedVersion) -> None:
         self.data_dir = data_dir
-        self.engine = engine
-        self.alias = alias
-        self._checked_at = float("-inf")
+        self.served = served
         self._version: str | None = None
         self._stats = CatalogStats()
 
-    @classmethod
-    def pinned(cls, data_dir: Path, version: str) -> CatalogStatsProvider:
-        """The statistics of one index version, whatever the alias serves (checks before a swap)."""
-        return cls(data_dir, None, version)
-
     def current(self) -> CatalogStats:
-        now = time.monotonic()
-        if now - self._checked_at >= STATS_TTL_SECONDS:
-            self._checked_at = now
-            version = self.engine.alias_target(self.alias) if self.engine else self.alias
-            if version != self._version:
-                self._stats = self.for_version(version)
-                self._version = version
+        version = self.served.current()
+        if version != self._version:
+            self._stats = self.for_version(version)
+            self._version = version
         return self._stats
 
     def for_version(self, version: str | None) -> CatalogStats:

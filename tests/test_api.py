@@ -8,7 +8,8 @@ import pytest
 
 from relevance.api import create_app
 from relevance.embedder import Embedder
-from tests.conftest import make_services, tiny_mpnet_model
+from relevance.services import Services
+from tests.conftest import CATALOG, make_services, tiny_mpnet_model
 
 
 def assert_error(response, status: int, field: str | None) -> dict:
@@ -130,23 +131,28 @@ def test_without_an_index_search_is_503_and_not_ready(tmp_path: Path, embedder: 
 
 
 def test_an_index_embedded_by_another_model_is_refused_with_the_reason(
-    tmp_path: Path, indexed_dir: Path, embedder: Embedder
+    engine_services: tuple[str, Services], tmp_path: Path, embedder: Embedder
 ) -> None:
-    """embedding_model changed without a re-index: a clear 503, not numpy's shape error as a 500."""
-    other = Embedder(str(tiny_mpnet_model(tmp_path)), cache_dir=tmp_path / "cache")  # 32 dimensions, not 384
-    client = create_app(services=make_services(indexed_dir, other)).test_client()
+    """embedding_model changed without a re-index: on every engine a clear 503 naming both models,
+    not numpy's shape error as a 500 (embedded) or the server's dimension error as engine_unavailable."""
+    _, services = engine_services
+    services.index_catalog(CATALOG)  # 384-dimension vectors of all-MiniLM-L6-v2
+    other = Embedder(str(tiny_mpnet_model(tmp_path)), cache_dir=tmp_path / "cache")  # 32 dimensions
+    services.embedder = services.pipeline.embedder = other
+    client = create_app(services=services).test_client()
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.get_json()["status"] == "not_ready"
     assert "384-dimension vectors of all-MiniLM-L6-v2" in ready.get_json()["detail"]
     assert "(32 dimensions)" in ready.get_json()["detail"]
-    for url in ("/search?q=drill", "/search?q=drill&explain=true"):
+    for url in ("/search?q=drill", "/search?q=drill&explain=true", "/search?q=drill&mode=vector"):
         body = assert_error(client.get(url), 503, None)
-        assert body["error"] == "embedding_mismatch" and "384-dimension" in body["detail"]
+        assert body["error"] == "embedding_mismatch" and "384-dimension vectors of all-MiniLM-L6-v2" in body["detail"]
     assert client.get("/products/d1/similar").status_code == 200  # product vectors against product vectors
     lexical = client.get("/search?q=drill&mode=lexical")
     assert lexical.status_code == 200 and lexical.get_json()["results"]
-    assert client.get("/readyz").status_code == 503
-    assert create_app(services=make_services(indexed_dir, embedder)).test_client().get("/readyz").status_code == 200
+    services.embedder = services.pipeline.embedder = embedder  # set back: served again at once
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/search?q=drill").get_json()["results"]
 
 
 def test_openapi_documents_every_route(client) -> None:

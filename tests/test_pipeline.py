@@ -178,3 +178,25 @@ def test_server_engines_fetch_a_versions_products_once_and_never_serve_them_for_
     after = pipeline.search("cordless drill", SearchFilters(), features=True)
     assert after.rerank is not None and after.results
     assert all(product.title.endswith(" Mk II") for product in after.rerank.products.values())
+
+
+def test_the_embedding_check_reads_each_versions_metadata_once(
+    engine_services: tuple[str, Services], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check before every vector search costs no round trip per search: a version's
+    recorded embedding is read once, and again only when the alias moves to another version."""
+    _, services = engine_services
+    services.index_catalog(CATALOG)
+    pipeline = services.pipeline
+    reads: list[str] = []
+    read_metadata = pipeline.engine.version_metadata
+    monkeypatch.setattr(pipeline.engine, "version_metadata", lambda index: reads.append(index) or read_metadata(index))
+    for text in ("drill", "cordless drill", "hammer", "paint", "drill bit"):
+        assert pipeline.ranked(text, SearchFilters(), mode="hybrid", rerank=False)
+    first = services.engine.alias_target(services.settings.index_alias)
+    assert reads == [first]
+    services.index_catalog(CATALOG)  # a new version behind the alias
+    pipeline.served.ttl_seconds = 0  # instead of waiting out the alias lookup's few seconds
+    assert pipeline.ranked("drill", SearchFilters(), mode="vector")
+    second = services.engine.alias_target(services.settings.index_alias)
+    assert second != first and reads[-1] == second

@@ -24,7 +24,7 @@ def readyz() -> ResponseReturnValue:
         services.engine.ping()
         products = services.engine.count(alias)
         services.embedder.load()
-        mismatch = services.embedding_mismatch()
+        mismatch = services.pipeline.index_embedding.mismatch(services.embedder, services.engine.alias_target(alias))
     except RelevanceError as exc:
         return jsonify({"status": "not_ready", "detail": exc.detail}), 503
     if mismatch:

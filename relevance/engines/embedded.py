@@ -656,7 +656,12 @@ class EmbeddedEngine:
 
 
 def _checked_query(snapshot: _Snapshot, index: str, vector: np.ndarray) -> np.ndarray:
-    """The query vector, if it has the index's dimensions (else numpy fails mid-search)."""
+    """The query vector, if it has the index's dimensions (else numpy fails mid-search).
+
+    The pipeline checks the version's recorded dimensions first (``IndexEmbedding``); this
+    catches versions that record none and searches in the seconds after a swap before the
+    pipeline sees the new version, as the servers' own dimension checks do.
+    """
     dims = snapshot.vectors.shape[1]
     if vector.shape != (dims,):
         raise EmbeddingMismatchError(

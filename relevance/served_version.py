@@ -1,0 +1,38 @@
+"""Which index version an alias serves, looked up at most every few seconds.
+
+What belongs to one version (its catalog statistics, the model its vectors were
+embedded by) never changes once the version is committed, so readers cache it per
+version and only the alias lookup needs a time limit.
+"""
+
+from __future__ import annotations
+
+import time
+
+from relevance.engines.base import SearchEngine
+
+VERSION_TTL_SECONDS = 5.0
+
+
+class ServedVersion:
+    def __init__(self, engine: SearchEngine | None, alias: str, ttl_seconds: float = VERSION_TTL_SECONDS) -> None:
+        """Without an engine, ``alias`` names the one version served (checks before a swap)."""
+        self.engine = engine
+        self.alias = alias
+        self.ttl_seconds = ttl_seconds
+        self._checked_at = float("-inf")
+        self._version: str | None = None if engine else alias
+
+    @classmethod
+    def pinned(cls, version: str) -> ServedVersion:
+        return cls(None, version)
+
+    def current(self) -> str | None:
+        """The version, None while the alias points nowhere."""
+        if self.engine is None:
+            return self._version
+        now = time.monotonic()
+        if now - self._checked_at >= self.ttl_seconds:
+            self._version = self.engine.alias_target(self.alias)
+            self._checked_at = now
+        return self._version

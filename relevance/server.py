@@ -9,6 +9,12 @@ from gunicorn.app.base import BaseApplication
 
 from relevance.config import Settings
 
+# gunicorn answers a longer request line itself, in HTML, before Flask can say which
+# field is at fault; its default (4,094 bytes) is shorter than a valid query (500
+# characters, up to 9 bytes each once percent-encoded) with filters. 8,190 is its maximum.
+LIMIT_REQUEST_LINE = 8190
+WORKER_TIMEOUT_SECONDS = 60  # a worker loads torch, the models and the index before it answers
+
 
 class _GunicornApp(BaseApplication):
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
@@ -31,5 +37,12 @@ class _GunicornApp(BaseApplication):
 
 
 def run_gunicorn(settings: Settings, *, host: str, port: int, workers: int) -> None:
-    options = {"bind": f"{host}:{port}", "workers": workers, "timeout": 60, "accesslog": None, "preload_app": False}
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "timeout": WORKER_TIMEOUT_SECONDS,
+        "limit_request_line": LIMIT_REQUEST_LINE,
+        "accesslog": None,
+        "preload_app": False,
+    }
     _GunicornApp(settings, options).run()

@@ -95,6 +95,16 @@ def test_search_over_http(server: str) -> None:
     assert error.status_code == 422 and error.json()["field"] == "size"
 
 
+def test_the_longest_query_reaches_the_api(server: str) -> None:
+    """500 three-byte characters are a valid q, 4,500 bytes percent-encoded: over gunicorn's
+    default request line (answered in HTML); 501 are a JSON error naming q."""
+    longest = requests.get(f"{server}/search", params={"q": "钻" * 500, "size": 1}, timeout=30)
+    assert len(longest.request.url) > 4094
+    assert longest.status_code == 200 and "results" in longest.json()
+    too_long = requests.get(f"{server}/search", params={"q": "钻" * 501}, timeout=30)
+    assert too_long.status_code == 422 and too_long.json()["field"] == "q"
+
+
 def test_rank_writes_trec_runs(data_dir: Path, tmp_path: Path) -> None:
     queries = tmp_path / "queries.csv"
     queries.write_text("query_id,query\n1,cordless drill\n2,velvet chair\n")

@@ -39,7 +39,7 @@ from relevance.services import Services
 from relevance.significance import paired_bootstrap
 from reranker.catalog_stats import STATS_VERSION, CatalogStats, stats_path, write_version_stats
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC
-from reranker.model import train_booster
+from reranker.model import DEFAULT_PARAMS, train_booster
 from reranker.training import CandidateList, CollectOptions, candidate_lists, label_scale, split_queries, training_set
 
 
@@ -137,6 +137,80 @@ def versus_earlier_run(ltr: dict[str, np.ndarray], eligible: list[str], path: Pa
     return compared
 
 
+def seed_spread(runs: dict[int, tuple], baselines: dict[str, dict], samples: int) -> dict:
+    """Per seed: LTR's NDCG@10 and its paired CI against the best non-learned method; over
+    seeds: mean and standard deviation, what a change must exceed to be more than reseeding."""
+    spread: dict = {"per_seed": {}, "summary": {}}
+    for seed, (ltr, *_) in runs.items():
+        row = {}
+        for mode, base in baselines.items():
+            best = max(base, key=lambda name: np.mean(base[name]))
+            test = paired_bootstrap(ltr[mode], base[best], samples=samples, seed=0)
+            row[mode] = {
+                "ltr": round(float(ltr[mode].mean()), 4),
+                "baseline": best,
+                "difference": round(test.difference, 4),
+                "ci95": [round(test.ci_low, 4), round(test.ci_high, 4)],
+                "p_value": test.p_value,
+            }
+        spread["per_seed"][str(seed)] = row
+    for mode in baselines:
+        means = [float(run[0][mode].mean()) for run in runs.values()]
+        spread["summary"][mode] = {
+            "mean": round(float(np.mean(means)), 4),
+            "sd": round(float(np.std(means, ddof=1)), 4),
+        }
+    return spread
+
+
+def cross_validate(
+    eligible: list[str],
+    fold: dict[str, int],
+    folds: int,
+    lists: list[CandidateList],
+    by_key: dict[tuple[str, str], CandidateList],
+    judged,
+    scale: float,
+    options: CollectOptions,
+    valid_share: float,
+    params: dict,
+) -> tuple[dict[str, np.ndarray], dict, np.ndarray, list[int]]:
+    """Each fold's model scores its own queries: per-query NDCG@10 in both modes, the pool
+    diagnostics of the windows, summed gain importances and each fold's best iteration."""
+    ltr = {"judged_list": np.zeros(len(eligible)), "full_retrieval": np.zeros(len(eligible))}
+    pool = {m: {o: np.zeros(len(eligible)) for o in POOL_ORDERS} for m in ("judged@10", "condensed_ndcg@10")}
+    importance = np.zeros(len(FEATURE_NAMES))
+    rounds = []
+    for f in range(folds):
+        train_queries = [q for q in eligible if fold[q] != f]
+        fit_queries, stop_queries = split_queries(train_queries, valid_share)
+        fit_set = set(fit_queries)
+        fit = training_set([i for i in lists if i.query_id in fit_set], judged, scale, options)
+        stop_set = set(stop_queries)
+        stop = training_set([i for i in lists if i.query_id in stop_set], judged, scale, options)
+        booster, report = train_booster(fit, stop, scale, params)
+        rounds.append(report["best_iteration"])
+        importance += booster.feature_importance(importance_type="gain")
+        for position, qid in enumerate(eligible):
+            if fold[qid] != f:
+                continue
+            gains = judged.gains[qid]
+            for mode, kind in (("judged_list", "judged"), ("full_retrieval", "window")):
+                item = by_key.get((qid, kind))
+                if item is None or not item.product_ids:
+                    continue
+                scores = booster.predict(item.features, num_threads=1)
+                ids = ranked_ids(item, scores)
+                if kind == "judged":
+                    ids += [pid for pid in gains if pid not in set(ids)]
+                else:
+                    for order, ranked in window_orders(item, scores).items():
+                        pool["judged@10"][order][position] = judged_at_k(ranked, gains)
+                        pool["condensed_ndcg@10"][order][position] = condensed_ndcg_at_k(ranked, gains)
+                ltr[mode][position] = ndcg_at_k(ids, gains)
+    return ltr, pool, importance, rounds
+
+
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--folds", type=int, default=5)
@@ -148,6 +222,11 @@ def main() -> None:
     parser.add_argument("--valid-share", type=float, default=0.1, help="of each training fold, for early stopping")
     parser.add_argument("--bootstrap-samples", type=int, default=10000)
     parser.add_argument("--param", action="append", default=[], help="LightGBM parameter override, key=value")
+    parser.add_argument(
+        "--seeds",
+        help="comma-separated LightGBM seeds: the cross-validation once per seed, reported under"
+        ' "seeds" (each, and mean and sd); the headline figures are the first seed\'s (default: one run)',
+    )
     parser.add_argument("--per-query", type=Path, help="write LTR's per-query NDCG@10 here (JSON), for --compare-to")
     parser.add_argument(
         "--compare-to", type=Path, help="an earlier run's --per-query file: paired CI of this run minus it"
@@ -179,37 +258,25 @@ def main() -> None:
     )
     params = {key: json.loads(value) for key, value in (p.split("=", 1) for p in args.param)}
     fold = folds_of(eligible, args.folds)
-    ltr = {"judged_list": np.zeros(len(eligible)), "full_retrieval": np.zeros(len(eligible))}
-    pool = {m: {o: np.zeros(len(eligible)) for o in POOL_ORDERS} for m in ("judged@10", "condensed_ndcg@10")}
-    importance = np.zeros(len(FEATURE_NAMES))
-    rounds = []
-    for f in range(args.folds):
-        train_queries = [q for q in eligible if fold[q] != f]
-        fit_queries, stop_queries = split_queries(train_queries, args.valid_share)
-        fit_set = set(fit_queries)
-        fit = training_set([i for i in lists if i.query_id in fit_set], judged, scale, options)
-        stop_set = set(stop_queries)
-        stop = training_set([i for i in lists if i.query_id in stop_set], judged, scale, options)
-        booster, report = train_booster(fit, stop, scale, params)
-        rounds.append(report["best_iteration"])
-        importance += booster.feature_importance(importance_type="gain")
-        for position, qid in enumerate(eligible):
-            if fold[qid] != f:
-                continue
-            gains = judged.gains[qid]
-            for mode, kind in (("judged_list", "judged"), ("full_retrieval", "window")):
-                item = by_key.get((qid, kind))
-                if item is None or not item.product_ids:
-                    continue
-                scores = booster.predict(item.features, num_threads=1)
-                ids = ranked_ids(item, scores)
-                if kind == "judged":
-                    ids += [pid for pid in gains if pid not in set(ids)]
-                else:
-                    for order, ranked in window_orders(item, scores).items():
-                        pool["judged@10"][order][position] = judged_at_k(ranked, gains)
-                        pool["condensed_ndcg@10"][order][position] = condensed_ndcg_at_k(ranked, gains)
-                ltr[mode][position] = ndcg_at_k(ids, gains)
+    seeds = (
+        [int(seed) for seed in args.seeds.split(",")] if args.seeds else [params.get("seed", DEFAULT_PARAMS["seed"])]
+    )
+    runs = {
+        seed: cross_validate(
+            eligible,
+            fold,
+            args.folds,
+            lists,
+            by_key,
+            judged,
+            scale,
+            options,
+            args.valid_share,
+            {**params, "seed": seed},
+        )
+        for seed in seeds
+    }
+    ltr, pool, importance, rounds = runs[seeds[0]]
 
     result: dict = {
         "dataset": f"home_depot dev split ({args.data})",
@@ -224,6 +291,7 @@ def main() -> None:
             "label_scale": scale,
             "judged_weight": options.judged_weight,
             "params": params,
+            "seeds": seeds,
             "best_iterations": rounds,
         },
     }
@@ -244,6 +312,9 @@ def main() -> None:
             },
         }
     result["full_retrieval"]["pool"] = pool_diagnostics(pool, args.bootstrap_samples)
+    if len(seeds) > 1:
+        baselines = {"judged_list": judged_base, "full_retrieval": full_base}
+        result["seeds"] = seed_spread(runs, baselines, args.bootstrap_samples)
     if args.per_query:
         args.per_query.write_text(json.dumps({"query_ids": eligible, **{m: v.tolist() for m, v in ltr.items()}}))
     if args.compare_to:

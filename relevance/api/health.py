@@ -24,7 +24,8 @@ def readyz() -> ResponseReturnValue:
         services.engine.ping()
         products = services.engine.count(alias)
         services.embedder.load()
-        mismatch = services.pipeline.index_embedding.mismatch(services.embedder, services.engine.alias_target(alias))
+        version = services.engine.alias_target(alias)
+        mismatch = services.pipeline.index_embedding.mismatch(services.embedder, version)
     except RelevanceError as exc:
         return jsonify({"status": "not_ready", "detail": exc.detail}), 503
     if mismatch:
@@ -37,7 +38,7 @@ def readyz() -> ResponseReturnValue:
         {
             "status": "degraded" if degraded else "ready",
             "detail": f"reranker model unusable, serving the fused order: {reranker.reason}" if degraded else None,
-            "index_version": services.engine.alias_target(alias),
+            "index_version": version,
             "products": products,
             "embedding_model": services.embedder.model_name,
             "query_encoder": services.embedder.query_encoder,

@@ -92,6 +92,12 @@ def bench_parser(doc: str | None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--embedding-model", default=None, help="a local sentence-transformers model dir (default: settings')"
     )
+    parser.add_argument(
+        "--query-prompt", default=None, help="text before each query ('' for none; default: the model's)"
+    )
+    parser.add_argument(
+        "--document-prompt", default=None, help="text before each product text ('' for none; default: the model's)"
+    )
     return parser
 
 
@@ -100,6 +106,9 @@ def bench_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
         overrides = {"embedding_query_precision": args.query_precision, **overrides}
     if getattr(args, "embedding_model", None):
         overrides = {"embedding_model": args.embedding_model, **overrides}
+    for role in ("query", "document"):
+        if getattr(args, f"{role}_prompt", None) is not None:
+            overrides = {f"embedding_{role}_prompt": getattr(args, f"{role}_prompt"), **overrides}
     if args.engine != "embedded":  # bulk loads of 54k products need more than the serving timeout
         overrides = {"engine_url": args.engine_url, "engine_timeout": 120.0, **overrides}
     return load_settings(data_dir=args.work_dir, engine=args.engine, **{"index_alias": "homedepot", **overrides})

@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -57,6 +58,9 @@ class MemoQueries:
         if text not in self._vectors:
             self._vectors[text] = self._inner.encode_query(text)
         return self._vectors[text]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)  # the rest (dims, model_name, ids) is the wrapped embedder's
 
 
 NATIVE = {

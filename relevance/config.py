@@ -70,6 +70,18 @@ class Settings(BaseSettings):
         description="ONNX query encoder with int8 matrix weights (2x faster, same kNN relevance measured) or float32.",
     )
     embedding_max_seq_length: int = Field(128, ge=8, le=512)
+    embedding_query_prompt: str | None = Field(
+        None,
+        max_length=500,
+        description="Text put before every query (e.g. bge's 'Represent this sentence for searching relevant "
+        "passages: ', e5's 'query: '); None: the model's declared 'query' prompt; '' for none.",
+    )
+    embedding_document_prompt: str | None = Field(
+        None,
+        max_length=500,
+        description="Text put before every product text (e5's 'passage: '); None: the model's declared "
+        "'document'/'passage' prompt; '' for none. Changing it re-embeds the catalog.",
+    )
     torch_threads: int | None = Field(None, ge=1, description="Torch CPU threads; None keeps torch's default.")
 
     field_boosts: FieldBoosts = Field(default_factory=FieldBoosts)

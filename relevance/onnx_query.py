@@ -41,8 +41,12 @@ MIN_FLOAT32_COSINE = 0.9999  # the float32 export against torch: the same vector
 
 
 class OnnxQueryEncoder:
-    def __init__(self, sentence_transformer: Any, cache_dir: Path, model_id: str, precision: str) -> None:
+    def __init__(
+        self, sentence_transformer: Any, cache_dir: Path, model_id: str, precision: str, prompt: str = ""
+    ) -> None:
         self._st = sentence_transformer
+        self._prompt = prompt
+        self._prompt_length = _prompt_length(sentence_transformer.tokenizer, prompt)
         self._transformer = sentence_transformer[0]
         self._post_modules = list(sentence_transformer)[1:]  # pooling (and any dense/normalise layers)
         path = self._export(cache_dir / hashlib.sha256(model_id.encode()).hexdigest()[:16] / "transformer.onnx")
@@ -58,7 +62,9 @@ class OnnxQueryEncoder:
     def _probe_vectors_checked_against_torch(self) -> np.ndarray:
         """The export's vectors of the probe queries; raises unless they reproduce the torch model's,
         so a model the export does not fit falls back to torch queries at load, not failing each query."""
-        exact = self._st.encode(list(PROBE_QUERIES), normalize_embeddings=True, convert_to_numpy=True)
+        exact = self._st.encode(
+            list(PROBE_QUERIES), prompt=self._prompt, normalize_embeddings=True, convert_to_numpy=True
+        )
         exported = np.stack([self._vector(self._graph, text) for text in PROBE_QUERIES])
         worst = float(np.min(np.sum(exported * exact, axis=1)))
         if worst < MIN_FLOAT32_COSINE:
@@ -140,7 +146,9 @@ class OnnxQueryEncoder:
     def _vector(self, graph: _Graph, text: str) -> np.ndarray:
         import torch
 
-        features = self._st.tokenizer([text], truncation=True, max_length=self._st.max_seq_length, return_tensors="np")
+        features = self._st.tokenizer(
+            [self._prompt + text], truncation=True, max_length=self._st.max_seq_length, return_tensors="np"
+        )
         ids = features["input_ids"].astype(np.int64)
         # The export drops inputs a model ignores (MPNet never reads token_type_ids), and
         # onnxruntime refuses inputs its graph lacks: feed exactly the ones it declares.
@@ -152,11 +160,23 @@ class OnnxQueryEncoder:
             "token_embeddings": torch.from_numpy(token_embeddings),
             "attention_mask": torch.from_numpy(inputs["attention_mask"]),
         }
+        if self._prompt_length:
+            state["prompt_length"] = self._prompt_length
         with torch.inference_mode():
             for module in self._post_modules:
                 state = module(state)
         vector = state["sentence_embedding"][0].numpy().astype(np.float32)
         return vector / np.linalg.norm(vector)
+
+
+def _prompt_length(tokenizer: Any, prompt: str) -> int:
+    """Tokens of the prompt, for pooling that leaves it out (``include_prompt=False``), counted as
+    sentence-transformers counts them: the prompt alone, less a trailing special token. The probe
+    check against torch catches any difference."""
+    if not prompt:
+        return 0
+    ids = tokenizer([prompt])["input_ids"][0]
+    return len(ids) - (1 if ids[-1] in tokenizer.all_special_ids else 0)
 
 
 class _Graph(NamedTuple):

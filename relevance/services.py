@@ -37,6 +37,8 @@ class Services:
             batch_precision=settings.embedding_batch_precision,
             query_backend=settings.embedding_query_backend,
             query_precision=settings.embedding_query_precision,
+            query_prompt=settings.embedding_query_prompt,
+            document_prompt=settings.embedding_document_prompt,
             cache_dir=settings.data_dir / "models",
         )
         compiler = TreeCompiler(settings.data_dir / "compiled_models", settings.rerank_compiler)

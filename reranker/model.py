@@ -84,13 +84,15 @@ def train_booster(
     train: TrainingSet, valid: TrainingSet | None, label_scale: float, params: dict[str, Any] | None = None
 ) -> tuple[lgb.Booster, dict[str, Any]]:
     settings = {**DEFAULT_PARAMS, **(params or {})}
-    max_label = int(max(train.labels.max(), valid.labels.max() if valid else 0))
+    if valid is not None and not valid.groups:
+        valid = None  # too few queries to hold any out: train for a fixed number of rounds
+    max_label = int(max(train.labels.max(), valid.labels.max() if valid is not None else 0))
     settings["label_gain"] = label_gains(max_label, label_scale)
     dataset = lgb.Dataset(
         train.features, train.labels, weight=train.weights, group=train.groups, feature_name=list(FEATURE_NAMES)
     )
     valid_sets, callbacks, evals = [], [], {}
-    if valid is not None and valid.groups:
+    if valid is not None:
         valid_sets = [lgb.Dataset(valid.features, valid.labels, group=valid.groups, reference=dataset)]
         callbacks = [lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False), lgb.record_evaluation(evals)]
     rounds = settings.pop("num_boost_round", MAX_ROUNDS if valid_sets else 300)

@@ -116,9 +116,10 @@ def engine_services(
         built.engine.drop_version(version.name)
 
 
-def tiny_mpnet_model(directory: Path) -> Path:
+def tiny_mpnet_model(directory: Path, prompts: dict[str, str] | None = None, include_prompt: bool = True) -> Path:
     """A small random MPNet sentence model: its forward ignores token_type_ids, so the ONNX
-    export has no such input while the (BERT) tokenizer still produces one."""
+    export has no such input while the (BERT) tokenizer still produces one. ``prompts`` are
+    saved as the model's declared prompts; ``include_prompt=False`` pools without them."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import AutoTokenizer, MPNetConfig, MPNetModel
@@ -133,5 +134,6 @@ def tiny_mpnet_model(directory: Path) -> Path:
     MPNetModel(config).save_pretrained(directory / "transformer")
     tokenizer.save_pretrained(directory / "transformer")
     transformer = Transformer(str(directory / "transformer"), max_seq_length=64)
-    SentenceTransformer(modules=[transformer, Pooling(32)], device="cpu").save(str(directory / "model"))
+    pooling = Pooling(32, include_prompt=include_prompt)
+    SentenceTransformer(modules=[transformer, pooling], prompts=prompts, device="cpu").save(str(directory / "model"))
     return directory / "model"

@@ -133,3 +133,51 @@ def test_an_export_that_differs_from_the_model_falls_back_to_torch_queries(
     exact = Embedder(embedder.model_name, query_backend="torch")
     exact._model = embedder._model
     assert np.allclose(fallback.encode_query("drill"), exact.encode_query("drill"), atol=1e-6)
+
+
+def test_a_models_declared_prompts_go_before_queries_and_products(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    # e5-style prompts, and pooling that leaves the prompt's tokens out (the ONNX path must count them)
+    model = str(tiny_mpnet_model(tmp_path, prompts={"query": "query: ", "passage": "passage: "}, include_prompt=False))
+    onnx = Embedder(model, query_precision="float32", batch_precision="float32", cache_dir=tmp_path / "cache")
+    torch_queries = Embedder(model, query_backend="torch")
+    assert onnx.query_encoder == "onnx-float32", "the export reproduces the prompted torch vectors"
+    assert onnx.prompts == {"query": "query: ", "document": "passage: "}
+    reference = SentenceTransformer(model, device="cpu")
+    for text in QUERIES[:3]:
+        exact = reference.encode(text, prompt="query: ", normalize_embeddings=True)
+        assert np.allclose(onnx.encode_query(text), exact, atol=1e-5)
+        assert np.allclose(torch_queries.encode_query(text), exact, atol=1e-5)
+        assert float(exact @ reference.encode(text, normalize_embeddings=True)) < 0.9999, "the prompt changes it"
+    documents = reference.encode(TEXTS, prompt="passage: ", normalize_embeddings=True)
+    assert np.allclose(onnx.encode(TEXTS), documents, atol=1e-5)
+
+
+def test_prompts_from_settings_override_the_models_and_name_the_vectors(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    model = str(tiny_mpnet_model(tmp_path, prompts={"query": "query: ", "passage": "passage: "}))
+    declared = Embedder(model, query_backend="torch", batch_precision="float32")
+    plain = Embedder(model, query_backend="torch", batch_precision="float32", query_prompt="", document_prompt="")
+    other = Embedder(model, query_backend="torch", batch_precision="float32", query_prompt="search: ")
+    plain.load()
+    assert plain.prompts == {"query": "", "document": ""}
+    reference = SentenceTransformer(model, device="cpu")
+    assert np.allclose(plain.encode(TEXTS), reference.encode(TEXTS, normalize_embeddings=True), atol=1e-5)
+    assert np.allclose(
+        other.encode_query("drill"), reference.encode("drill", prompt="search: ", normalize_embeddings=True), atol=1e-5
+    )
+    # product vectors (the embedding cache, the index metadata) and query vectors (training metadata,
+    # cached benchmark features) carry a prompt set in settings; the model's own are part of the model
+    assert len({declared.model_id, plain.model_id}) == 2 and other.model_id == declared.model_id
+    assert len({declared.query_vectors_id, plain.query_vectors_id, other.query_vectors_id}) == 3
+
+
+def test_prompt_settings_reach_the_embedder(tmp_path: Path) -> None:
+    from relevance.config import Settings
+    from relevance.services import Services
+
+    settings = Settings(data_dir=tmp_path, embedding_query_prompt="query: ", embedding_document_prompt="")
+    embedder = Services.from_settings(settings).embedder
+    assert "|query_prompt='query: '" in embedder.query_vectors_id and "|document_prompt=''" in embedder.model_id

@@ -1,0 +1,124 @@
+"""The benchmark scripts run end to end on a tiny catalog in the Home Depot layout.
+
+Their numbers on the real data are reported in bench/README.md; these tests keep the
+scripts working (a pipeline change once broke every vector search they make, unseen
+until the next benchmark) and check what the scripts promise: every method scored on
+every eligible query, and a cross-validation that reproduces itself query for query.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def home_depot_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/data as products.csv (id, title), queries.csv and judgments.csv (relevance 1 to 3)."""
+    folder = tmp_path_factory.mktemp("home_depot")
+    with (
+        (DATA / "catalog.jsonl").open(encoding="utf-8") as catalog,
+        (folder / "products.csv").open("w", newline="", encoding="utf-8") as out,
+    ):
+        writer = csv.writer(out)
+        writer.writerow(["product_id", "title"])
+        for line in catalog:
+            product = json.loads(line)
+            writer.writerow([product["product_id"], product["title"]])
+    (folder / "queries.csv").write_text((DATA / "queries.csv").read_text(encoding="utf-8"), encoding="utf-8")
+    with (
+        (DATA / "judgments.csv").open(encoding="utf-8") as judgments,
+        (folder / "judgments.csv").open("w", newline="", encoding="utf-8") as out,
+    ):
+        writer = csv.writer(out)
+        writer.writerow(["query_id", "product_id", "relevance"])
+        for row in csv.DictReader(judgments):
+            writer.writerow([row["query_id"], row["product_id"], 1 + min(2, int(row["grade"]))])
+    return folder
+
+
+def eligible_queries(folder: Path) -> int:
+    grades: dict[str, set[str]] = {}
+    with (folder / "judgments.csv").open(encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            grades.setdefault(row["query_id"], set()).add(row["relevance"])
+    return sum(len(values) > 1 for values in grades.values())
+
+
+def run_bench(script: str, data: Path, work_dir: Path, *args: str) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, str(ROOT / "bench" / script), "--data", str(data), "--work-dir", str(work_dir), *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench-work")  # shared: the index is built once
+
+
+def test_the_relevance_benchmark_scores_every_method_on_every_eligible_query(
+    home_depot_layout: Path, work_dir: Path
+) -> None:
+    result = run_bench("relevance.py", home_depot_layout, work_dir)
+    assert result["queries"] == eligible_queries(home_depot_layout) > 0
+    for mode in ("judged_list", "full_retrieval"):
+        assert set(result[mode]) == {"bm25", "knn", "rrf", "linear"}
+        assert all(0.0 < score <= 1.0 for score in result[mode].values())
+    assert "unavailable" in result["native_fusion"]["native_rrf"], "the embedded engine has no native fusion"
+
+
+def test_the_ltr_benchmark_reproduces_a_run_query_for_query(
+    home_depot_layout: Path, work_dir: Path, tmp_path: Path
+) -> None:
+    common = ("--folds", "2", "--bootstrap-samples", "200")
+    per_query = tmp_path / "first.perquery.json"
+    first = run_bench("ltr.py", home_depot_layout, work_dir, *common, "--per-query", str(per_query))
+    assert first["queries"] == eligible_queries(home_depot_layout)
+    for mode in ("judged_list", "full_retrieval"):
+        assert set(first[mode]["ndcg@10"]) == {"bm25", "knn", "rrf", "linear", "ltr"}
+        assert first[mode]["ltr_vs_best_baseline"]["baseline"] in first[mode]["ndcg@10"]
+    again = run_bench("ltr.py", home_depot_layout, work_dir, *common, "--seeds", "7,1", "--compare-to", str(per_query))
+    assert again["judged_list"]["ndcg@10"] == first["judged_list"]["ndcg@10"]
+    for mode in ("judged_list", "full_retrieval"):
+        assert again["ltr_vs_compared_run"][mode]["difference"] == 0.0, "same seed, same lists: same scores"
+    assert list(again["seeds"]["per_seed"]) == ["7", "1"] and "summary" in again["seeds"]
+
+
+def test_the_query_encoder_benchmark_compares_both_precisions(home_depot_layout: Path, work_dir: Path) -> None:
+    result = run_bench("query_encoder.py", home_depot_layout, work_dir, "--bootstrap-samples", "200")
+    assert set(result["encoders"]) == {"float32", "int8"}
+    assert result["cosine_int8_to_float32"]["min"] > 0.98
+    assert set(result["judged_list"]) == {"knn", "rrf"}
+
+
+def test_the_indexing_benchmark_reembeds_nothing_for_an_unchanged_catalog(
+    home_depot_layout: Path, tmp_path: Path
+) -> None:
+    result = run_bench("indexing.py", home_depot_layout, tmp_path / "fresh")
+    products = len((DATA / "catalog.jsonl").read_text(encoding="utf-8").splitlines())
+    assert result["cold"]["products"] == result["cold"]["embedded"] == products
+    assert result["unchanged_catalog"]["embedded"] == 0
+    assert result["unchanged_catalog"]["embedding_cache_hits"] == products
+
+
+def test_the_latency_benchmark_serves_every_request_through_gunicorn(home_depot_layout: Path, work_dir: Path) -> None:
+    result = run_bench(
+        "latency.py", home_depot_layout, work_dir, "--requests", "10", "--warmup", "4", "--overhead-queries", "4"
+    )
+    assert result["reranker"]["state"] == "active", "--rerank on serves the bundled model"
+    assert [run["clients"] for run in result["runs"]] == [1, 8]
+    for run in result["runs"]:
+        assert run["failures"] == 0 and run["requests"] == 10
+        assert set(run["stages_ms"]) == {"embed", "vector", "lexical", "fusion", "rerank", "response"}
+        assert run["latency_ms"]["p50"] > 0

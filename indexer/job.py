@@ -19,7 +19,7 @@ from indexer.catalog import load_catalog
 from indexer.embedding_cache import EmbeddingCache, EmbeddingStats, embed_with_cache
 from indexer.product import Product
 from indexer.product_text import product_text
-from relevance.embedder import Embedder
+from relevance.embedder import PROBE_TEXT, Embedder
 from relevance.engines.base import IndexedProduct, SearchEngine
 from relevance.errors import CatalogError, EngineError
 from reranker.catalog_stats import remove_version_stats, write_version_stats
@@ -103,10 +103,13 @@ def run_index_job(
         texts, embedder.model_id, embedder.encode, cache, on_progress=on_embedded
     )
 
+    # through the cache like the products: a re-index of a cached catalog loads no model
+    probe, _ = embed_with_cache([PROBE_TEXT], embedder.model_id, embedder.encode, cache)
     metadata = {
         "catalog": str(catalog_path),
         "embedding_model": embedder.model_id,
         "embedding_dims": int(vectors.shape[1]),
+        "embedding_probe": [round(float(x), 6) for x in probe[0]],
         "embedding_fields": embedding_fields,
         "summary": catalog.summary.as_dict(),
     }

@@ -32,6 +32,11 @@ from relevance.onnx_query import PRECISIONS
 
 log = logging.getLogger(__name__)
 
+# Embedded (as a product) when an index is built and again when it is searched: the two
+# vectors tell whether the configured embedder still makes the index's vectors
+# (relevance/index_embedding.py). A typical catalog title, so it has no special tokens.
+PROBE_TEXT = "DEWALT 20V MAX 1/2 in. Cordless Drill Driver Kit with 2 Batteries"
+
 
 def cpu_has_fast_bfloat16() -> bool:
     """True on CPUs with native bfloat16 (AMX or AVX512-BF16), where bf16 batches are ~1.5x faster."""
@@ -103,6 +108,7 @@ class Embedder:
         )
         self._model: Any = None
         self._query_encoder: Any = None
+        self._probe: np.ndarray | None = None
         self._lock = threading.Lock()
 
     @property
@@ -177,6 +183,12 @@ class Embedder:
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Product texts, batched (bf16 autocast where the CPU is fast at it)."""
         return self._encode(list(texts), "document", bfloat16=self.uses_bfloat16, show_progress=show_progress)
+
+    def probe_vector(self) -> np.ndarray:
+        """PROBE_TEXT embedded as a product (computed once)."""
+        if self._probe is None:
+            self._probe = self.encode([PROBE_TEXT])[0]
+        return self._probe
 
     def encode_query(self, text: str) -> np.ndarray:
         self.load()

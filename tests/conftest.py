@@ -116,7 +116,9 @@ def engine_services(
         built.engine.drop_version(version.name)
 
 
-def tiny_mpnet_model(directory: Path, prompts: dict[str, str] | None = None, include_prompt: bool = True) -> Path:
+def tiny_mpnet_model(
+    directory: Path, prompts: dict[str, str] | None = None, include_prompt: bool = True, hidden_size: int = 32
+) -> Path:
     """A small random MPNet sentence model: its forward ignores token_type_ids, so the ONNX
     export has no such input while the (BERT) tokenizer still produces one. ``prompts`` are
     saved as the model's declared prompts; ``include_prompt=False`` pools without them."""
@@ -128,12 +130,12 @@ def tiny_mpnet_model(directory: Path, prompts: dict[str, str] | None = None, inc
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))
     config = MPNetConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        vocab_size=tokenizer.vocab_size, hidden_size=hidden_size, num_hidden_layers=1, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=160,
     )  # fmt: skip
     MPNetModel(config).save_pretrained(directory / "transformer")
     tokenizer.save_pretrained(directory / "transformer")
     transformer = Transformer(str(directory / "transformer"), max_seq_length=64)
-    pooling = Pooling(32, include_prompt=include_prompt)
+    pooling = Pooling(hidden_size, include_prompt=include_prompt)
     SentenceTransformer(modules=[transformer, pooling], prompts=prompts, device="cpu").save(str(directory / "model"))
     return directory / "model"

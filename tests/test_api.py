@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from relevance.api import create_app
-from relevance.embedder import Embedder
+from relevance.embedder import DEFAULT_MODEL, Embedder, resolve_model_path
 from relevance.services import Services
 from tests.conftest import CATALOG, make_services, tiny_mpnet_model
 
@@ -153,6 +153,31 @@ def test_an_index_embedded_by_another_model_is_refused_with_the_reason(
     services.embedder = services.pipeline.embedder = embedder  # set back: served again at once
     assert client.get("/readyz").status_code == 200
     assert client.get("/search?q=drill").get_json()["results"]
+
+
+def test_an_index_embedded_by_another_model_of_the_same_width_is_refused(
+    engine_services: tuple[str, Services], tmp_path: Path, embedder: Embedder
+) -> None:
+    """Same dimensions, other vectors (bge-small and MiniLM both make 384): the dimension check
+    passes, and without the probe text every vector search would answer meaninglessly."""
+    _, services = engine_services
+    services.index_catalog(CATALOG)
+    other = Embedder(str(tiny_mpnet_model(tmp_path, hidden_size=384)), cache_dir=tmp_path / "cache")
+    services.embedder = services.pipeline.embedder = other
+    client = create_app(services=services).test_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "was embedded by all-MiniLM-L6-v2" in ready.get_json()["detail"]
+    body = assert_error(client.get("/search?q=drill&mode=vector"), 503, None)
+    assert body["error"] == "embedding_mismatch" and "cosine" in body["detail"]
+    # The same model from another directory, or with float32 batches (another model id), makes
+    # the index's vectors: served, not refused.
+    (tmp_path / "moved").symlink_to(resolve_model_path(DEFAULT_MODEL))
+    float32_batches = Embedder(embedder.model_name, batch_precision="float32")
+    float32_batches._model = embedder._model  # the same weights, loaded once
+    for same in (Embedder(str(tmp_path / "moved"), query_backend="torch"), float32_batches):
+        services.embedder = services.pipeline.embedder = same
+        assert client.get("/readyz").status_code == 200, same.model_id
+        assert client.get("/search?q=drill&mode=vector").get_json()["results"]
 
 
 def test_openapi_documents_every_route(client) -> None:

@@ -1,4 +1,5 @@
-"""The benchmark scripts run end to end on a tiny catalog in the Home Depot layout.
+"""The benchmark scripts run end to end on small catalogs: the test catalog in the Home Depot
+layout, and a slice of the shipped WANDS demo catalog for the catalog-fit proxy.
 
 Their numbers on the real data are reported in bench/README.md; these tests keep the
 scripts working (a pipeline change once broke every vector search they make, unseen
@@ -54,12 +55,17 @@ def eligible_queries(folder: Path) -> int:
     return sum(len(values) > 1 for values in grades.values())
 
 
-def run_bench(script: str, data: Path, work_dir: Path, *args: str) -> dict:
+def run_script(script: str, *args: str) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, str(ROOT / "bench" / script), "--data", str(data), "--work-dir", str(work_dir), *args]
+    command = [sys.executable, str(ROOT / "bench" / script), *args]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
+
+
+def run_bench(script: str, data: Path, work_dir: Path, *args: str) -> dict:
+    """A script that takes the Home Depot layout."""
+    return run_script(script, "--data", str(data), "--work-dir", str(work_dir), *args)
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +128,16 @@ def test_the_latency_benchmark_serves_every_request_through_gunicorn(home_depot_
         assert run["failures"] == 0 and run["requests"] == 10
         assert set(run["stages_ms"]) == {"embed", "vector", "lexical", "fusion", "rerank", "response"}
         assert run["latency_ms"]["p50"] > 0
+
+
+def test_the_catalog_fit_benchmark_scores_the_catalog_with_and_without_its_fields(tmp_path: Path) -> None:
+    catalog = tmp_path / "wands.jsonl"  # a slice of the shipped demo catalog: product classes, categories
+    lines = (ROOT / "data" / "sample" / "wands_products.jsonl").read_text(encoding="utf-8").splitlines()
+    catalog.write_text("\n".join(lines[:400]) + "\n", encoding="utf-8")
+    result = run_script("catalog_fit.py", "--catalog", str(catalog), "--work-dir", str(tmp_path / "work"))
+    assert result["queries"] > 0
+    assert "without product categories" in result["as_given"]["fit_check"], "the bundled model never saw categories"
+    assert result["titles_only"]["fit_check"] == "fits" and result["titles_only"]["field_shares"]["category"] == 0
+    for copy in ("as_given", "titles_only"):
+        assert set(result[copy]["ndcg@10"]) == {"bm25", "fused", "reranked"}
+        assert all(0.0 < score <= 1.0 for score in result[copy]["ndcg@10"].values())

@@ -182,6 +182,11 @@ def main() -> None:
     services = Services.from_settings(settings)
     index_report = ensure_index(services, paths["products"])
     texts = list(read_queries(paths["queries"]).values())
+    most = max(args.warmup, args.requests, args.overhead_queries)
+    if most > len(texts):  # each run draws distinct queries: repeats would time the caches
+        raise SystemExit(
+            f"--requests/--warmup/--overhead-queries ask for {most} distinct queries; the data has {len(texts)}"
+        )
     rng = random.Random(args.seed)
     env = {
         "RELEVANCE_DATA_DIR": str(settings.data_dir),
@@ -193,6 +198,10 @@ def main() -> None:
         "RELEVANCE_EMBEDDING_QUERY_PRECISION": settings.embedding_query_precision,
         "RELEVANCE_EMBEDDING_MODEL": settings.embedding_model,
     }
+    for role in ("query", "document"):  # unset: the server takes the model's own, as here
+        prompt = getattr(settings, f"embedding_{role}_prompt")
+        if prompt is not None:
+            env[f"RELEVANCE_EMBEDDING_{role.upper()}_PROMPT"] = prompt
     results = []
     yardstick_at_start = cpu_yardstick_ms()
     with Gunicorn(env, workers=args.workers) as server:

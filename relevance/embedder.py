@@ -102,7 +102,7 @@ class Embedder:
         self.query_precision = query_precision  # ONNX queries only: torch queries are always float32
         # None: the model's own declared prompt, resolved at load
         self._configured_prompts = {"query": query_prompt, "document": document_prompt}
-        self.prompts = {"query": "", "document": ""}
+        self._prompts = {"query": "", "document": ""}  # resolved at load
         self.cache_dir = (
             cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "relevance-models"
         )
@@ -142,6 +142,12 @@ class Embedder:
         return vectors_id
 
     @property
+    def prompts(self) -> dict[str, str]:
+        """The text put before queries and before product texts (settings', else the model's)."""
+        self.load()
+        return self._prompts
+
+    @property
     def loaded(self) -> bool:
         return self._model is not None
 
@@ -162,13 +168,13 @@ class Embedder:
             except Exception as exc:  # a broken model dir raises many library-specific types
                 raise ModelError(f"cannot load embedding model {self.model_name!r}: {exc}") from exc
             model.max_seq_length = self.max_seq_length
-            self.prompts = _resolved_prompts(model.prompts, self._configured_prompts)
+            self._prompts = _resolved_prompts(model.prompts, self._configured_prompts)
             if self.query_backend == "onnx":
                 from relevance.onnx_query import OnnxQueryEncoder
 
                 try:
                     self._query_encoder = OnnxQueryEncoder(
-                        model, self.cache_dir, self.model_id, self.query_precision, self.prompts["query"]
+                        model, self.cache_dir, self.model_id, self.query_precision, self._prompts["query"]
                     )
                 except Exception as exc:  # export or runtime trouble: fall back, say so once
                     log.warning("ONNX query encoder unavailable (%s); queries use torch", exc)
@@ -216,8 +222,8 @@ class Embedder:
 
 
 def _resolved_prompts(declared: dict[str, str], configured: dict[str, str | None]) -> dict[str, str]:
-    """The prompt each role gets: the configured one, else what the model declares for it, in the
-    order sentence-transformers' encode_query/encode_document look (an empty string is no prompt)."""
+    """The prompt each role gets: the configured one, else the first non-empty one the model declares
+    under the names sentence-transformers' encode_query/encode_document know ("" is no prompt)."""
     names = {"query": ("query",), "document": ("document", "passage", "corpus")}
     resolved = {}
     for role, candidates in names.items():

@@ -161,7 +161,6 @@ def test_prompts_from_settings_override_the_models_and_name_the_vectors(tmp_path
     declared = Embedder(model, query_backend="torch", batch_precision="float32")
     plain = Embedder(model, query_backend="torch", batch_precision="float32", query_prompt="", document_prompt="")
     other = Embedder(model, query_backend="torch", batch_precision="float32", query_prompt="search: ")
-    plain.load()
     assert plain.prompts == {"query": "", "document": ""}
     reference = SentenceTransformer(model, device="cpu")
     assert np.allclose(plain.encode(TEXTS), reference.encode(TEXTS, normalize_embeddings=True), atol=1e-5)

@@ -40,7 +40,15 @@ from relevance.significance import paired_bootstrap
 from reranker.catalog_stats import STATS_VERSION, CatalogStats, stats_path, write_version_stats
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC
 from reranker.model import DEFAULT_PARAMS, train_booster
-from reranker.training import CandidateList, CollectOptions, candidate_lists, label_scale, split_queries, training_set
+from reranker.training import (
+    CandidateList,
+    CollectOptions,
+    candidate_lists,
+    category_learner,
+    label_scale,
+    split_queries,
+    training_set,
+)
 
 
 def ensure_catalog_stats(services: Services, catalog: Path) -> None:
@@ -61,7 +69,11 @@ def cached_lists(services: Services, judged, eligible: list[str], cache_dir: Pat
     if path.is_file():
         return pickle.loads(path.read_bytes())
     bar = tqdm(total=len(eligible), desc="features", file=sys.stderr)
-    lists = candidate_lists(services.pipeline, judged, eligible, ("window", "judged"), lambda n: bar.update(1))
+    # As `relevance train` does: each query's judged-category features read the table learned without its fold.
+    categories = category_learner(services.pipeline, judged, judged.scorable())
+    lists = candidate_lists(
+        services.pipeline, judged, eligible, ("window", "judged"), lambda n: bar.update(1), categories
+    )
     bar.close()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(lists))

@@ -360,6 +360,7 @@ def train(ctx: click.Context, judgments: Path, queries: Path | None, grade_offse
     from reranker.training import (
         CollectOptions,
         candidate_lists,
+        category_learner,
         collect_from_logs,
         label_scale,
         split_queries,
@@ -381,7 +382,8 @@ def train(ctx: click.Context, judgments: Path, queries: Path | None, grade_offse
     scale = label_scale(judged)
     fit_queries, valid_queries = split_queries(judged.scorable(), options["valid_share"])
     source = {"judgments": str(judgments), "grade_offset": grade_offset}
-    if options["from_logs"]:
+    categories = category_learner(services.pipeline, judged, fit_queries + valid_queries)
+    if options["from_logs"]:  # logged rows keep the values served (by the then active model's table)
         data = collect_from_logs(options["from_logs"], judged, scale, collect)
         valid_ids = set(valid_queries)
         fit = data.subset({q for q in data.query_ids if q.split(":")[0] not in valid_ids})
@@ -389,14 +391,18 @@ def train(ctx: click.Context, judgments: Path, queries: Path | None, grade_offse
         source["feature_logs"] = str(options["from_logs"])
     else:
         bar = tqdm(total=len(judged.scorable()), desc="candidates", unit="queries", file=sys.stderr)
-        found = candidate_lists(services.pipeline, judged, fit_queries + valid_queries, lists, lambda _: bar.update(1))
+        found = candidate_lists(
+            services.pipeline, judged, fit_queries + valid_queries, lists, lambda _: bar.update(1), categories
+        )
         bar.close()
         fit_set = set(fit_queries)
         fit = training_set([c for c in found if c.query_id in fit_set], judged, scale, collect)
         valid = training_set([c for c in found if c.query_id not in fit_set], judged, scale, collect)
         source["query_vectors"] = services.embedder.query_vectors_id
     registry = services.pipeline.reranker.registry
-    version, meta = train_and_save(fit, valid, registry, scale=scale, options=collect, source=source)
+    version, meta = train_and_save(
+        fit, valid, registry, scale=scale, options=collect, source=source, judged_categories=categories.table()
+    )
     if options["activate"]:
         registry.activate(version)
     if options["as_json"]:

@@ -28,6 +28,7 @@ from relevance.index_embedding import IndexEmbedding
 from relevance.product_cache import ProductCache
 from relevance.served_version import ServedVersion
 from reranker.features import Candidate, compute_features
+from reranker.judged_categories import EMPTY, JudgedCategories
 from reranker.model import RankerModel
 from reranker.serving import CatalogStatsProvider, Reranker
 
@@ -162,8 +163,13 @@ class SearchPipeline:
         timings: Timings | None = None,
         rerank: bool = True,
         features: bool = False,
+        judged: JudgedCategories = EMPTY,
     ) -> tuple[list[FusedHit], RerankDetail | None]:
-        """``ranked`` plus what the rerank stage computed (``features``: compute them even without a model)."""
+        """``ranked`` plus what the rerank stage computed (``features``: compute them even without a model).
+
+        ``judged``: the judged-category table features read when no model reranks (training
+        passes each query's out-of-fold table); a reranking model reads its own.
+        """
         timings = timings or Timings()
         fusion = fusion or self.default_fusion
         depth = depth or self.settings.window
@@ -177,15 +183,21 @@ class SearchPipeline:
             return fused[:depth], None
         window = fused[: max(depth, self.settings.rerank_window)]
         with timings.stage("rerank"):
-            hits, detail = self._rerank(text, query_vector, window, model, depth, version)
+            hits, detail = self._rerank(text, query_vector, window, model, depth, version, judged)
         return hits, detail
 
     def candidate_features(
-        self, text: str, query_vector: np.ndarray, hits: Sequence[FusedHit], version: str | None = None
+        self,
+        text: str,
+        query_vector: np.ndarray,
+        hits: Sequence[FusedHit],
+        version: str | None = None,
+        judged: JudgedCategories = EMPTY,
     ) -> tuple[list[FusedHit], np.ndarray, dict[str, Product]]:
         """The feature rows of ``hits`` (those still in the index), as serving computes them.
 
-        ``version``: the index version the hits came from, where the engine reported it.
+        ``version``: the index version the hits came from, where the engine reported it;
+        ``judged``: the scoring model's judged-category table.
         """
         unscored = [hit.product_id for hit in hits if hit.vector_score is None]  # not in the kNN list
         pending_cosines = None
@@ -206,7 +218,7 @@ class SearchPipeline:
             )
             for position, hit in enumerate(kept, start=1)
         ]
-        return kept, compute_features(text, candidates, self.catalog_stats.current()), products
+        return kept, compute_features(text, candidates, self.catalog_stats.current(), judged), products
 
     def _window_products(self, product_ids: list[str], version: str | None) -> dict[str, Product]:
         """The products of a rerank window: those of a reported (committed, so unchanging) version
@@ -232,9 +244,12 @@ class SearchPipeline:
         model: RankerModel | None,
         depth: int,
         version: str | None,
+        judged: JudgedCategories,
     ) -> tuple[list[FusedHit], RerankDetail]:
         """The top ``depth`` of the window in the model's order, and what it computed for the whole window."""
-        kept, rows, products = self.candidate_features(text, query_vector, window, version)
+        if model is not None:
+            judged = model.judged_categories
+        kept, rows, products = self.candidate_features(text, query_vector, window, version, judged)
         if model is None:
             ids = [hit.product_id for hit in kept]
             return kept[:depth], RerankDetail(None, ids, rows, None, products)

@@ -24,6 +24,7 @@ from rapidfuzz import fuzz, process
 
 from indexer.product import Product
 from reranker.catalog_stats import CatalogStats
+from reranker.judged_categories import EMPTY, JudgedCategories
 from reranker.product_texts import BIGRAM_SHIFT, OPTIONAL_TEXT_FIELDS, RAGGED_FIELDS, UNIT_IDS, Rows, TextBatch
 from reranker.text import Analysed, analyse, stem_words
 
@@ -56,6 +57,11 @@ FEATURES: tuple[Feature, ...] = (
     Feature("category_bm25", 1, "BM25 of the query over the category path alone (category idf; NaN: none)"),
     Feature("description_bm25", 1, "BM25 of the query over the description alone (description idf; NaN: none)"),
     Feature("category_agreement", 1, "P(product's category | query terms), learned from the catalog (NaN: unknown)"),
+    Feature(
+        "judged_category_agreement",
+        1,
+        "P(product's category | query terms), learned from the model's training judgments (NaN: unknown)",
+    ),
     Feature("exact_phrase", 1, "the whole query appears in the title"),
     Feature("bigram_coverage", 1, "share of query term bigrams in the title (NaN: one-term query)"),
     Feature("head_term_match", 1, "the query's last word (its head noun, usually) is in the title"),
@@ -109,8 +115,14 @@ _RETRIEVAL_COLUMNS = tuple("vector_cosine" if f == "cosine" else f for f in Cand
 _PRODUCT_COLUMNS = ("price", "rating", "rating_count", "popularity")
 
 
-def compute_features(query: str, candidates: Sequence[Candidate], stats: CatalogStats) -> np.ndarray:
-    """The (len(candidates), len(FEATURES)) matrix, columns in FEATURE_NAMES order."""
+def compute_features(
+    query: str, candidates: Sequence[Candidate], stats: CatalogStats, judged: JudgedCategories = EMPTY
+) -> np.ndarray:
+    """The (len(candidates), len(FEATURES)) matrix, columns in FEATURE_NAMES order.
+
+    ``judged``: what the scoring model learned from its judgments (serving: the model's
+    table; training: the table without the query's fold).
+    """
     if not candidates:
         return np.zeros((0, len(FEATURES)))
     q = analyse(query)
@@ -121,7 +133,7 @@ def compute_features(query: str, candidates: Sequence[Candidate], stats: Catalog
     q_stems = list(dict.fromkeys(q.stems))
     q_ids = [stats.texts.stems.get(s) for s in q_stems]
     columns = _title_features(q, q_stems, q_ids, products, batch, stats)
-    columns.update(_field_features(q, q_stems, q_ids, batch, stats))
+    columns.update(_field_features(q, q_stems, q_ids, batch, stats, judged))
 
     columns.update((name, _float_column(values)) for name, values in zip(_RETRIEVAL_COLUMNS, by_field[1:], strict=True))
     columns.update((name, _float_column(list(map(attrgetter(name), products)))) for name in _PRODUCT_COLUMNS)
@@ -323,7 +335,7 @@ def _fuzzy_term_best(q: Analysed, batch: TextBatch, vocabulary: list[str]) -> np
 
 
 def _field_features(
-    q: Analysed, q_stems: list[str], q_ids: list[int], batch: TextBatch, stats: CatalogStats
+    q: Analysed, q_stems: list[str], q_ids: list[int], batch: TextBatch, stats: CatalogStats, judged: JudgedCategories
 ) -> dict[str, np.ndarray]:
     """Brand, category and description matches (NaN where the product lacks the field)."""
     size = batch.size
@@ -340,7 +352,7 @@ def _field_features(
         matched_idf = _matches(batch, f"{field}_stems", q_ids, terms.idf(q_stems))
         return np.where(present, _bm25(matched_idf, batch.lengths(f"{field}_stems"), terms.average_terms), NAN)
 
-    has_brand = batch.scalar("has_brand")
+    has_brand, category_key = batch.scalar("has_brand"), batch.scalar("category_key")
     brand_in_query = np.full(size, NAN)
     if has_brand.any():
         lengths, in_query = batch.lengths("brand_stems"), _matches(batch, "brand_stems", q_ids)
@@ -350,16 +362,20 @@ def _field_features(
         "brand_in_query": brand_in_query,
         "category_coverage": coverage("category_stems", batch.scalar("has_category")),
         "description_coverage": coverage("description_stems", batch.scalar("has_description")),
-        "category_agreement": _category_agreement(q_stems, batch.scalar("category_key"), stats),
+        "category_agreement": _category_agreement(q_stems, category_key, stats.term_categories, stats),
+        "judged_category_agreement": _category_agreement(q_stems, category_key, judged.term_categories, stats),
     }
     columns.update((f"{field}_bm25", bm25(field, batch.scalar(f"has_{field}"))) for field in OPTIONAL_TEXT_FIELDS)
     columns.update(_brand_agreement(q, batch, stats))
     return columns
 
 
-def _category_agreement(q_stems: list[str], category_key: np.ndarray, stats: CatalogStats) -> np.ndarray:
+def _category_agreement(
+    q_stems: list[str], category_key: np.ndarray, term_categories: dict[str, dict[str, float]], stats: CatalogStats
+) -> np.ndarray:
+    """Per product: the mean over the query's known stems of P(its category | stem) in ``term_categories``."""
     prior: dict[str, float] = {}
-    known = [stats.term_categories[s] for s in q_stems if s in stats.term_categories]
+    known = [term_categories[s] for s in q_stems if s in term_categories]
     for distribution in known:
         for category, p in distribution.items():
             prior[category] = prior.get(category, 0.0) + p / len(known)

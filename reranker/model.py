@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -12,7 +14,8 @@ import numpy as np
 from relevance.errors import ModelError
 from reranker.compiled import CompiledTrees
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC
-from reranker.registry import model_checksum
+from reranker.judged_categories import CATEGORIES_FILE, EMPTY, JudgedCategories
+from reranker.registry import META_FILE, MODEL_FILE, model_checksum
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
@@ -111,10 +114,25 @@ class RankerModel:
     meta: dict[str, Any]
     native: CompiledTrees | None = None  # the same trees compiled (reranker.compiled), once ready
     native_failure: str | None = None  # why there are none, when compiling failed
+    judged_categories: JudgedCategories = EMPTY  # learned from its training judgments; its features read it
 
     @property
     def checksum(self) -> str:
         return str(self.meta["model_sha256"])
+
+    @classmethod
+    def load(cls, version: str, directory: Path) -> RankerModel:
+        """A saved version: its model file, metadata and judged-category table, each checked."""
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+        model = cls.from_text(version, (directory / MODEL_FILE).read_text(encoding="utf-8"), meta)
+        expected = meta.get("judged_categories_sha256")
+        if expected is None:
+            raise ModelError(f"model {version} has no judged-category table (trained by an older build)")
+        text = (directory / CATEGORIES_FILE).read_text(encoding="utf-8")
+        if model_checksum(text) != expected:
+            raise ModelError(f"model {version}'s {CATEGORIES_FILE} does not match the checksum saved with it")
+        model.judged_categories = JudgedCategories.from_json(text)
+        return model
 
     @classmethod
     def from_text(cls, version: str, text: str, meta: dict[str, Any]) -> RankerModel:

@@ -230,6 +230,14 @@ class ProductTexts:
     def __len__(self) -> int:
         return len(self.row_of)
 
+    def category_of(self, product_id: str) -> str | None:
+        """The compared level of an indexed product's category (``category_level``); None: none or not indexed."""
+        row = self.row_of.get(product_id)
+        if row is None:
+            return None
+        key = int(self.table.scalars["category_key"][row])
+        return self.categories.items[key] if key >= 0 else None
+
     def batch(self, products: Sequence[Product], brands: frozenset[str]) -> TextBatch:
         """The candidates' rows; products the table lacks (or holds with other text) are analysed now."""
         row_of, fingerprints = self.row_of, self._fingerprints

@@ -57,12 +57,16 @@ class ModelRegistry:
             return self.bundled
         return self.root / version
 
-    def save(self, model_text: str, meta: dict[str, Any]) -> str:
+    def save(self, model_text: str, meta: dict[str, Any], files: dict[str, str] | None = None) -> str:
+        """A new version directory; ``files``: more of its files by name. The metadata goes last:
+        a directory without it is an interrupted save."""
         created = datetime.now(UTC)
         version = f"ltr-{created.strftime('%Y%m%dT%H%M%S%f')}"
         directory = self.model_dir(version)
         directory.mkdir(parents=True)
         (directory / MODEL_FILE).write_text(model_text, encoding="utf-8")
+        for name, text in (files or {}).items():
+            (directory / name).write_text(text, encoding="utf-8")
         meta = {
             **meta,
             "version": version,

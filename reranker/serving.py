@@ -8,7 +8,6 @@ status (for /readyz) says "degraded" with the reason, and the log says it once.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import threading
@@ -23,7 +22,7 @@ from reranker.catalog_stats import CatalogStats, stats_path
 from reranker.compiled import TreeCompiler
 from reranker.features import FEATURE_NAMES
 from reranker.model import RankerModel
-from reranker.registry import META_FILE, MODEL_FILE, ModelRegistry
+from reranker.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 _NOT_LOADED = object()  # no pointer file is a state too (the bundled model), so None cannot mean "not read"
@@ -123,10 +122,8 @@ class Reranker:
             return None, self._degraded(None, f"cannot read the active-model pointer: {exc}")
         if version is None:
             return None, RerankerStatus("off", None)
-        directory = self.registry.model_dir(version)
         try:
-            meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-            model = RankerModel.from_text(version, (directory / MODEL_FILE).read_text(encoding="utf-8"), meta)
+            model = RankerModel.load(version, self.registry.model_dir(version))
         except Exception as exc:  # any broken model degrades to the fused order, never fails a search
             return None, self._degraded(version, f"{type(exc).__name__}: {exc}")
         log.info("reranking with model %s", version)

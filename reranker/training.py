@@ -28,8 +28,9 @@ from relevance.judgments import JudgmentSet
 from relevance.pipeline import SearchPipeline
 from reranker.feature_log import read_feature_logs
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC, FIELD_FEATURES
+from reranker.judged_categories import CATEGORIES_FILE, EMPTY, CategoryLearner, JudgedCategories
 from reranker.model import DEFAULT_PARAMS, TrainingSet, train_booster
-from reranker.registry import ModelRegistry
+from reranker.registry import ModelRegistry, model_checksum
 
 ListKind = Literal["window", "judged"]
 UnjudgedPolicy = Literal["negative", "drop", "sample"]
@@ -90,20 +91,33 @@ class CandidateList:
     features: np.ndarray
 
 
+def category_learner(pipeline: SearchPipeline, judged: JudgmentSet, query_ids: Sequence[str]) -> CategoryLearner:
+    """The judged-category table of ``query_ids``' judgments, over the categories of the served catalog."""
+    return CategoryLearner(judged, query_ids, pipeline.catalog_stats.current().texts.category_of)
+
+
 def candidate_lists(
     pipeline: SearchPipeline,
     judged: JudgmentSet,
     query_ids: Sequence[str],
     lists: Sequence[ListKind],
     progress: Callable[[int], None] | None = None,
+    categories: CategoryLearner | None = None,
 ) -> list[CandidateList]:
-    """Fetch each query's lists through the pipeline, features computed as serving computes them."""
+    """Fetch each query's lists through the pipeline, features computed as serving computes them.
+
+    ``categories``: each query's features read the judged-category table learned without
+    its fold; without it the ``judged_category_agreement`` column is missing (NaN).
+    """
     found = []
     for done, qid in enumerate(query_ids, start=1):
         text, gains = judged.queries[qid], judged.gains[qid]
+        table = categories.out_of_fold(qid) if categories is not None else EMPTY
         for kind in lists:
             if kind == "window":
-                _, detail = pipeline.ranked_with_detail(text, SearchFilters(), rerank=False, features=True)
+                _, detail = pipeline.ranked_with_detail(
+                    text, SearchFilters(), rerank=False, features=True, judged=table
+                )
             else:
                 ids = list(gains)
                 _, detail = pipeline.ranked_with_detail(
@@ -113,6 +127,7 @@ def candidate_lists(
                     candidates=len(ids),
                     rerank=False,
                     features=True,
+                    judged=table,
                 )
             if detail is not None:
                 found.append(CandidateList(qid, kind, detail.candidate_ids, detail.features))
@@ -217,8 +232,12 @@ def train_and_save(
     options: CollectOptions,
     params: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None,
+    judged_categories: JudgedCategories = EMPTY,
 ) -> tuple[str, dict[str, Any]]:
-    """Train LightGBM lambdarank with early stopping on ``validation`` and save a model version."""
+    """Train LightGBM lambdarank with early stopping on ``validation`` and save a model version.
+
+    ``judged_categories``: the table the model serves with (learned from all its queries).
+    """
     if not training.groups:
         raise ModelError("no training query has two different grades among its candidates; nothing to learn")
     booster, fit = train_booster(training, validation if validation.groups else None, scale, params)
@@ -246,6 +265,10 @@ def train_and_save(
             "lists": list(options.lists),
             "unjudged": options.unjudged,
             "field_coverage": field_coverage(training),
+            "judged_categories": {
+                "queries": judged_categories.queries,
+                "terms": len(judged_categories.term_categories),
+            },
             **(source or {}),
         },
         "validation": validation_report,
@@ -254,7 +277,9 @@ def train_and_save(
             for name, value in sorted(zip(FEATURE_NAMES, importance, strict=True), key=lambda kv: -kv[1])
         },
     }
-    version = registry.save(booster.model_to_string(), meta)
+    categories_text = judged_categories.to_json()
+    meta["judged_categories_sha256"] = model_checksum(categories_text)
+    version = registry.save(booster.model_to_string(), meta, {CATEGORIES_FILE: categories_text})
     return version, registry_meta(registry, version)
 
 

@@ -19,18 +19,20 @@ from relevance.api import create_app
 from relevance.embedder import Embedder
 from relevance.errors import NotFoundError
 from relevance.filters import SearchFilters
-from relevance.judgments import read_judgments
+from relevance.judgments import JudgmentSet, read_judgments
 from relevance.services import Services
 from reranker.catalog_stats import CatalogStats
 from reranker.feature_log import read_feature_logs
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC, Candidate, compute_features
+from reranker.judged_categories import CATEGORIES_FILE, CategoryLearner, JudgedCategories, fold_of
 from reranker.model import RankerModel, TrainingSet
 from reranker.product_texts import OPTIONAL_TEXT_FIELDS
 from reranker.registry import ModelRegistry
-from reranker.text import analyse
+from reranker.text import analyse, category_level
 from reranker.training import (
     CollectOptions,
     candidate_lists,
+    category_learner,
     collect_from_logs,
     label_scale,
     registry_meta,
@@ -54,12 +56,29 @@ def ltr_services(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -
 def trained(ltr_services: Services) -> str:
     judged = read_judgments(JUDGMENTS, queries_path=QUERIES)
     options = CollectOptions()
-    lists = candidate_lists(ltr_services.pipeline, judged, judged.scorable(), options.lists)
+    categories = category_learner(ltr_services.pipeline, judged, judged.scorable())
+    lists = candidate_lists(ltr_services.pipeline, judged, judged.scorable(), options.lists, categories=categories)
     data = training_set(lists, judged, label_scale(judged), options)
     version, _ = train_and_save(
-        data, TrainingSet.empty(), ltr_services.pipeline.reranker.registry, scale=1.0, options=options, params=TINY
+        data,
+        TrainingSet.empty(),
+        ltr_services.pipeline.reranker.registry,
+        scale=1.0,
+        options=options,
+        params=TINY,
+        judged_categories=categories.table(),
     )
     return version
+
+
+def resave(registry: ModelRegistry, version: str, meta: dict | None = None) -> str:
+    """A new version holding ``version``'s files (and ``meta`` instead of its metadata)."""
+    directory = registry.model_dir(version)
+    return registry.save(
+        (directory / "model.txt").read_text(),
+        meta or json.loads((directory / "meta.json").read_text()),
+        {CATEGORIES_FILE: (directory / CATEGORIES_FILE).read_text()},
+    )
 
 
 @pytest.fixture
@@ -264,6 +283,84 @@ def test_a_version_checked_before_its_swap_is_scored_with_its_own_statistics(
     assert len(full_stats.texts) == full_stats.documents
 
 
+# ---------------------------------------------------------- judged categories
+def agreement(query: str, product: Product, table: JudgedCategories) -> float:
+    """judged_category_agreement spelt out: mean over the query's known stems of P(product's category | stem)."""
+    known = [table.term_categories[s] for s in dict.fromkeys(analyse(query).stems) if s in table.term_categories]
+    category = category_level(product.category)
+    if not known or not category:
+        return math.nan
+    return float(np.mean([distribution.get(category, 0.0) for distribution in known]))
+
+
+def test_judged_categories_weigh_each_querys_gains_and_leave_its_own_fold_out() -> None:
+    first = "q0"
+    second = next(f"q{i}" for i in range(1, 100) if fold_of(f"q{i}") != fold_of(first))
+    judged = JudgmentSet(
+        {first: {"p1": 2.0, "p2": 1.0, "p3": 0.0, "uncategorised": 2.0}, second: {"p1": 1.0}},
+        {first: "cordless drill", second: "drill bits"},
+    )
+    category_of = {"p1": "tools > drills", "p2": "tools > bits", "p3": "garden > hoses"}.get
+    learner = CategoryLearner(judged, [first, second], category_of)
+    cordless, drill = analyse("cordless drill").stems
+    full = learner.table()
+    assert full.queries == 2
+    # gain-weighted within a query (2:1), each query weighing 1; a product graded 0 says nothing
+    assert full.term_categories[cordless] == pytest.approx({"tools > drills": 2 / 3, "tools > bits": 1 / 3}, abs=1e-6)
+    assert full.term_categories[drill] == pytest.approx({"tools > drills": 5 / 6, "tools > bits": 1 / 6}, abs=1e-6)
+    held_out = learner.out_of_fold(first)
+    assert cordless not in held_out.term_categories, "only the first query used it"
+    assert held_out.term_categories[drill] == pytest.approx({"tools > drills": 1.0})
+    assert held_out.queries == 1
+    assert JudgedCategories.from_json(full.to_json()) == full
+
+
+def test_judged_category_agreement_reads_the_table_it_is_given(ltr_services: Services) -> None:
+    stats = ltr_services.pipeline.catalog_stats.current()
+    products = ltr_services.engine.get("products", ["d1", "b1", "h1"])
+    uncategorised = products["d1"].model_copy(update={"product_id": "d1-copy", "category": None})
+    candidates = [Candidate(p, 0.1, i) for i, p in enumerate([*products.values(), uncategorised], start=1)]
+    (drill,) = analyse("drill").stems
+    table = JudgedCategories({drill: {"tools > power tools": 0.75, "tools > accessories": 0.25}}, 3)
+    column = FEATURE_NAMES.index("judged_category_agreement")
+    values = compute_features("cordless drill", candidates, stats, table)[:, column]
+    assert values[:3].tolist() == [0.75, 0.25, 0.0]  # drill, drill bits, hammer
+    assert math.isnan(values[3]), "no category: missing"
+    assert np.isnan(compute_features("cordless drill", candidates, stats)[:, column]).all(), "no table: missing"
+    assert np.isnan(compute_features("claw hammer", candidates, stats, table)[:, column]).all(), "no known term"
+
+
+def test_training_reads_each_querys_out_of_fold_table_and_serving_the_models_own(
+    ltr_services: Services, trained: str
+) -> None:
+    judged = read_judgments(JUDGMENTS, queries_path=QUERIES)
+    learner = category_learner(ltr_services.pipeline, judged, judged.scorable())
+    registry = ltr_services.pipeline.reranker.registry
+    shipped = JudgedCategories.from_json((registry.model_dir(trained) / CATEGORIES_FILE).read_text())
+    assert shipped == learner.table() and shipped.queries == len(judged.scorable())
+    assert registry_meta(registry, trained)["training"]["judged_categories"]["queries"] == shipped.queries
+    catalog = {p.product_id: p for p in load_catalog(CATALOG, Path("/dev/null")).products}
+    column = FEATURE_NAMES.index("judged_category_agreement")
+    differs = 0
+    for item in candidate_lists(ltr_services.pipeline, judged, judged.scorable(), ["judged"], categories=learner):
+        text = judged.queries[item.query_id]
+        held_out = [agreement(text, catalog[pid], learner.out_of_fold(item.query_id)) for pid in item.product_ids]
+        np.testing.assert_array_equal(item.features[:, column], held_out)
+        differs += not np.array_equal(held_out, [agreement(text, catalog[p], shipped) for p in item.product_ids])
+    assert differs >= 3, "the held-out tables must matter, or this test proves nothing"
+
+    client = create_app(services=ltr_services).test_client()
+    registry.activate(trained)
+    try:
+        body = client.get("/search?q=cordless+drill&explain=true&size=10").get_json()
+    finally:
+        registry.deactivate()
+    assert body["reranked_by"] == trained
+    for result in body["results"]:
+        served = result["explain"]["learned"]["features"]["judged_category_agreement"]
+        assert served == pytest.approx(agreement("cordless drill", catalog[result["product_id"]], shipped))
+
+
 # ------------------------------------------------------------------- serving
 def test_explanations_sum_to_the_scores_and_order_the_page(ltr_services: Services, active: str) -> None:
     client = create_app(services=ltr_services).test_client()
@@ -287,10 +384,7 @@ def test_activation_and_rollback_apply_without_a_restart(ltr_services: Services,
     registry.activate(trained)
     assert client.get("/search?q=hammer").get_json()["reranked_by"] == trained
     assert client.get("/search?q=hammer&rerank=false").get_json()["reranked_by"] is None
-    second = registry.save(
-        (registry.model_dir(trained) / "model.txt").read_text(),
-        json.loads((registry.model_dir(trained) / "meta.json").read_text()),
-    )
+    second = resave(registry, trained)
     registry.activate(second)
     assert client.get("/search?q=hammer").get_json()["reranked_by"] == second
     assert registry.rollback() == trained
@@ -300,21 +394,34 @@ def test_activation_and_rollback_apply_without_a_restart(ltr_services: Services,
         registry.activate("ltr-does-not-exist")
 
 
-@pytest.mark.parametrize("damage", ["corrupt", "missing", "features"])
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("corrupt", "checksum"),
+        ("missing", "checksum"),
+        ("features", "other features"),
+        ("categories", "judged_categories.json does not match"),
+        ("no categories", "No such file"),
+    ],
+)
 def test_a_broken_model_falls_back_to_the_fused_order_and_reports_degraded(
-    ltr_services: Services, trained: str, damage: str, caplog: pytest.LogCaptureFixture
+    ltr_services: Services, trained: str, damage: str, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry: ModelRegistry = ltr_services.pipeline.reranker.registry
     meta = json.loads((registry.model_dir(trained) / "meta.json").read_text())
     text = (registry.model_dir(trained) / "model.txt").read_text()
     if damage == "features":
         meta["features"] = {**meta["features"], "title_coverage": 99}
-    broken = registry.save(text, meta)
-    model_file = registry.model_dir(broken) / "model.txt"
+    broken = resave(registry, trained, meta)
+    model_file, categories_file = (registry.model_dir(broken) / name for name in ("model.txt", CATEGORIES_FILE))
     if damage == "corrupt":  # damaged on disk after training saved it
         model_file.write_text("tree\nthis is not a model\n" + text[: len(text) // 3])
     elif damage == "missing":
         model_file.write_text("")  # truncated to nothing
+    elif damage == "categories":
+        categories_file.write_text(categories_file.read_text()[:-20])  # truncated
+    elif damage == "no categories":
+        categories_file.unlink()
     client = create_app(services=ltr_services).test_client()
     fused = client.get("/search?q=cordless+drill&rerank=false").get_json()
     registry.activate(broken)
@@ -327,7 +434,7 @@ def test_a_broken_model_falls_back_to_the_fused_order_and_reports_degraded(
         ready = client.get("/readyz")
         assert ready.status_code == 200
         assert ready.get_json()["status"] == "degraded" and ready.get_json()["reranker"]["version"] == broken
-        assert ready.get_json()["reranker"]["reason"]
+        assert reason in ready.get_json()["reranker"]["reason"]
         assert len([r for r in caplog.records if broken in r.getMessage()]) == 1, "said once, not per request"
     finally:
         registry.deactivate()

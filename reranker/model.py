@@ -128,7 +128,10 @@ class RankerModel:
         expected = meta.get("judged_categories_sha256")
         if expected is None:
             raise ModelError(f"model {version} has no judged-category table (trained by an older build)")
-        text = (directory / CATEGORIES_FILE).read_text(encoding="utf-8")
+        try:
+            text = (directory / CATEGORIES_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ModelError(f"model {version}'s {CATEGORIES_FILE} is missing") from None
         if model_checksum(text) != expected:
             raise ModelError(f"model {version}'s {CATEGORIES_FILE} does not match the checksum saved with it")
         model.judged_categories = JudgedCategories.from_json(text)

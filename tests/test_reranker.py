@@ -401,7 +401,7 @@ def test_activation_and_rollback_apply_without_a_restart(ltr_services: Services,
         ("missing", "checksum"),
         ("features", "other features"),
         ("categories", "judged_categories.json does not match"),
-        ("no categories", "No such file"),
+        ("no categories", "judged_categories.json is missing"),
     ],
 )
 def test_a_broken_model_falls_back_to_the_fused_order_and_reports_degraded(

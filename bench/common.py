@@ -98,7 +98,24 @@ def bench_parser(doc: str | None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--document-prompt", default=None, help="text before each product text ('' for none; default: the model's)"
     )
+    parser.add_argument(
+        "--spelling",
+        choices=["on", "off"],
+        default=None,
+        help="add catalog spelling corrections to lexical queries (spelling_correction; default: settings')",
+    )
     return parser
+
+
+def retrieval_key(services: Services, texts: list[str]) -> list[Any]:
+    """What cached lists or scores of these query texts depend on: the served version, the
+    query vectors, and the lexical queries sent (the spelling corrections themselves, so a
+    change to the correction rules is a new key too)."""
+    return [
+        services.engine.alias_target(services.settings.index_alias),
+        services.embedder.query_vectors_id,
+        [services.pipeline.lexical_corrections(text) for text in texts],
+    ]
 
 
 def bench_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -106,6 +123,8 @@ def bench_settings(args: argparse.Namespace, **overrides: Any) -> Settings:
         overrides = {"embedding_query_precision": args.query_precision, **overrides}
     if getattr(args, "embedding_model", None):
         overrides = {"embedding_model": args.embedding_model, **overrides}
+    if getattr(args, "spelling", None):
+        overrides = {"spelling_correction": args.spelling == "on", **overrides}
     for role in ("query", "document"):
         if getattr(args, f"{role}_prompt", None) is not None:
             overrides = {f"embedding_{role}_prompt": getattr(args, f"{role}_prompt"), **overrides}

@@ -197,6 +197,7 @@ def main() -> None:
         "RELEVANCE_RERANK": "true" if args.rerank == "on" else "false",
         "RELEVANCE_EMBEDDING_QUERY_PRECISION": settings.embedding_query_precision,
         "RELEVANCE_EMBEDDING_MODEL": settings.embedding_model,
+        "RELEVANCE_SPELLING_CORRECTION": "true" if settings.spelling_correction else "false",
     }
     for role in ("query", "document"):  # unset: the server takes the model's own, as here
         prompt = getattr(settings, f"embedding_{role}_prompt")

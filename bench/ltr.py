@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import bench_parser, bench_settings, ensure_index, home_depot_paths, machine
+from bench.common import bench_parser, bench_settings, ensure_index, home_depot_paths, machine, retrieval_key
 from bench.relevance import MemoQueries, score_methods
 from indexer.catalog import load_catalog
 from relevance.evaluation import ndcg_at_k
@@ -61,10 +61,9 @@ def ensure_catalog_stats(services: Services, catalog: Path) -> None:
 
 
 def cached_lists(services: Services, judged, eligible: list[str], cache_dir: Path) -> list[CandidateList]:
-    version = services.engine.alias_target(services.settings.index_alias)
-    key = hashlib.sha256(
-        json.dumps([version, services.embedder.query_vectors_id, FEATURE_SPEC, eligible]).encode()
-    ).hexdigest()[:16]
+    texts = [judged.queries[q] for q in eligible]
+    key = hashlib.sha256(json.dumps([*retrieval_key(services, texts), FEATURE_SPEC, eligible]).encode())
+    key = key.hexdigest()[:16]
     path = cache_dir / f"ltr-lists-{key}.pickle"
     if path.is_file():
         return pickle.loads(path.read_bytes())
@@ -81,8 +80,8 @@ def cached_lists(services: Services, judged, eligible: list[str], cache_dir: Pat
 
 
 def cached_baselines(services: Services, judged, eligible: list[str], cache_dir: Path):
-    version = services.engine.alias_target(services.settings.index_alias)
-    key = hashlib.sha256(json.dumps([version, services.embedder.query_vectors_id, eligible]).encode()).hexdigest()[:16]
+    texts = [judged.queries[q] for q in eligible]
+    key = hashlib.sha256(json.dumps([*retrieval_key(services, texts), eligible]).encode()).hexdigest()[:16]
     path = cache_dir / f"baselines-{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
@@ -294,6 +293,7 @@ def main() -> None:
         "dataset": f"home_depot dev split ({args.data})",
         "engine": args.engine,
         "query_vectors": services.embedder.query_vectors_id,
+        "spelling_correction": services.settings.spelling_correction,
         "queries": len(eligible),
         "folds": args.folds,
         "metric": "NDCG@10",

@@ -8,7 +8,9 @@ gain, log2 discount; queries whose judged products all share one relevance are
 skipped; full retrieval counts unjudged products as gain 0 with the ideal from the
 judged products. The engine's native hybrid variants (``fusion_backend=engine``) are
 scored the same way where the engine has them; otherwise the JSON says why not. No
-learned reranking here (bench/ltr.py measures it). Prints one JSON object.
+learned reranking here (bench/ltr.py measures it). ``--per-query`` / ``--compare-to``
+set one setting against another (``--spelling off`` then ``on``) with paired 95% CIs.
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from relevance.evaluation import ndcg_at_k
 from relevance.filters import SearchFilters
 from relevance.pipeline import FusionOptions
 from relevance.services import Services
+from relevance.significance import paired_bootstrap
 
 METHODS = {
     "bm25": ("lexical", None),
@@ -117,6 +120,10 @@ def score_methods(
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--limit", type=int, default=None, help="score only the first N eligible queries")
+    parser.add_argument("--per-query", type=Path, help="write every method's per-query NDCG@10 here, for --compare-to")
+    parser.add_argument(
+        "--compare-to", type=Path, help="an earlier run's --per-query file: each method's difference, paired by query"
+    )
     args = parser.parse_args()
 
     paths = home_depot_paths(args.data)
@@ -139,12 +146,41 @@ def main() -> None:
         "judged_list": {name: round(float(np.mean(v)), 4) for name, v in judged_list.items()},
         "full_retrieval": {name: round(float(np.mean(v)), 4) for name, v in full.items()},
         "native_fusion": native,
-        "settings": {"candidates": services.settings.candidates, "rrf_k": 60, "linear": "minmax 0.5/0.5"},
+        "settings": {
+            "candidates": services.settings.candidates,
+            "rrf_k": 60,
+            "linear": "minmax 0.5/0.5",
+            "spelling_correction": services.settings.spelling_correction,
+        },
         "seconds": round(time.perf_counter() - started, 1),
         "index_job": index_report,
         "machine": machine(),
     }
+    scores = {"judged_list": judged_list, "full_retrieval": full}
+    if args.per_query:
+        args.per_query.write_text(json.dumps({"query_ids": eligible, **scores}))
+    if args.compare_to:
+        result["vs_compared_run"] = versus_earlier_run(scores, eligible, args.compare_to)
     print(json.dumps(result, indent=2))
+
+
+def versus_earlier_run(scores: dict[str, dict[str, list[float]]], eligible: list[str], path: Path) -> dict:
+    """Each method's NDCG@10 minus an earlier run's (another setting), paired by query, with its 95% CI."""
+    earlier = json.loads(path.read_text())
+    if earlier["query_ids"] != eligible:
+        raise SystemExit(f"{path} scored other queries: compare runs over the same eligible queries")
+    compared: dict = {"run": str(path)}
+    for mode, by_method in scores.items():
+        compared[mode] = {}
+        for method, values in by_method.items():
+            test = paired_bootstrap(values, earlier[mode][method], seed=0)
+            compared[mode][method] = {
+                "earlier": round(float(np.mean(earlier[mode][method])), 4),
+                "difference": round(test.difference, 4),
+                "ci95": [round(test.ci_low, 4), round(test.ci_high, 4)],
+                "p_value": test.p_value,
+            }
+    return compared
 
 
 if __name__ == "__main__":

@@ -199,7 +199,8 @@ def search(ctx: click.Context, query: str, **options: Any) -> None:
     result = services.pipeline.search(
         query, filters, page=options["page"], size=options["size"], mode=options["mode"], fusion=fusion
     )
-    table = Table(title=f"{query!r}: {result.total} results in the window")
+    searched = "".join(f", {word!r} also as {fixed!r}" for word, fixed in result.corrections.items())
+    table = Table(title=f"{query!r}{searched}: {result.total} results in the window")
     for column in ("#", "product_id", "title", "category", "price", "score"):
         table.add_column(column)
     if options["explain"]:
@@ -399,6 +400,7 @@ def train(ctx: click.Context, judgments: Path, queries: Path | None, grade_offse
         fit = training_set([c for c in found if c.query_id in fit_set], judged, scale, collect)
         valid = training_set([c for c in found if c.query_id not in fit_set], judged, scale, collect)
         source["query_vectors"] = services.embedder.query_vectors_id
+        source["spelling_correction"] = services.settings.spelling_correction  # what the lexical lists searched
     registry = services.pipeline.reranker.registry
     version, meta = train_and_save(
         fit, valid, registry, scale=scale, options=collect, source=source, judged_categories=categories.table()

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     )
     torch_threads: int | None = Field(None, ge=1, description="Torch CPU threads; None keeps torch's default.")
 
+    spelling_correction: bool = Field(
+        True,
+        description="Add the closest catalog word for each query word the catalog lacks to the lexical query"
+        " (the query as typed still counts).",
+    )
     field_boosts: FieldBoosts = Field(default_factory=FieldBoosts)
     candidates: int = Field(100, ge=1, le=1000, description="Top-N of each candidate list (lexical, vector).")
     window: int = Field(200, ge=1, le=2000, description="Fused results pages are cut from.")

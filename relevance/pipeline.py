@@ -27,6 +27,7 @@ from relevance.fusion import FusedHit, FusionMethod, Normalization, fuse, single
 from relevance.index_embedding import IndexEmbedding
 from relevance.product_cache import ProductCache
 from relevance.served_version import ServedVersion
+from relevance.spelling import corrections, lexical_text
 from reranker.features import Candidate, compute_features
 from reranker.judged_categories import EMPTY, JudgedCategories
 from reranker.model import RankerModel
@@ -102,6 +103,7 @@ class SearchResult:
     results: list[RankedProduct]
     timings: Timings
     rerank: RerankDetail | None = None
+    corrections: dict[str, str] = field(default_factory=dict)  # misspelt word -> catalog word searched too
 
 
 class SearchPipeline:
@@ -312,9 +314,16 @@ class SearchPipeline:
         version = versions.pop() if len(versions) == 1 else None
         return fused, query_vector if mode == "hybrid" else None, version
 
+    def lexical_corrections(self, text: str, mode: Mode = "hybrid") -> dict[str, str]:
+        """The misspelt query words and the catalog words the lexical query adds for them (relevance.spelling)."""
+        if not self.settings.spelling_correction or mode == "vector":
+            return {}
+        return corrections(text, self.catalog_stats.current())
+
     def _lexical(self, text: str, filters: SearchFilters, n: int, timings: Timings) -> list[EngineHit]:
         with timings.stage("lexical"):
-            return self.engine.lexical_search(self.alias, text, filters, n)
+            query = lexical_text(text, self.lexical_corrections(text))
+            return self.engine.lexical_search(self.alias, query, filters, n)
 
     def _engine_fused(
         self, text: str, filters: SearchFilters, fusion: FusionOptions, depth: int, n: int, timings: Timings
@@ -332,7 +341,8 @@ class SearchPipeline:
             window=n,
         )
         with timings.stage("hybrid"):
-            hits = self.engine.hybrid_search(self.alias, text, query_vector, filters, depth, native)
+            lexical_query = lexical_text(text, self.lexical_corrections(text))
+            hits = self.engine.hybrid_search(self.alias, lexical_query, query_vector, filters, depth, native)
         return [FusedHit(hit.product_id, hit.score, None, None, None, None) for hit in hits]
 
     def search(
@@ -353,6 +363,7 @@ class SearchPipeline:
         )
         result = self._page(window, page, size, timings, known=detail.products if detail else None)
         result.rerank = detail
+        result.corrections = self.lexical_corrections(text, mode)  # cheap again: the catalog stats remember each word's
         return result
 
     def similar(self, product_id: str, filters: SearchFilters, *, page: int = 1, size: int = 10) -> SearchResult:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from indexer.catalog import load_catalog
 from relevance.api import create_app
 from relevance.embedder import DEFAULT_MODEL, Embedder, resolve_model_path
 from relevance.services import Services
@@ -178,6 +179,23 @@ def test_an_index_embedded_by_another_model_of_the_same_width_is_refused(
         services.embedder = services.pipeline.embedder = same
         assert client.get("/readyz").status_code == 200, same.model_id
         assert client.get("/search?q=drill&mode=vector").get_json()["results"]
+
+
+def test_a_misspelt_word_is_also_searched_as_the_catalog_spells_it(engine_services: tuple[str, Services]) -> None:
+    """No product says "dewlat": BM25 alone finds nothing; the lexical query adds the catalog's "dewalt"."""
+    _, services = engine_services
+    services.index_catalog(CATALOG)
+    client = create_app(services=services).test_client()
+    dewalt = {p.product_id for p in load_catalog(CATALOG, Path("/dev/null")).products if "DEWALT" in p.title}
+    body = client.get("/search?q=dewlat&mode=lexical").get_json()
+    assert body["corrections"] == {"dewlat": "dewalt"}
+    assert {r["product_id"] for r in body["results"]} == dewalt
+    hybrid = client.get("/search?q=dewlat+drill").get_json()
+    assert hybrid["corrections"] == {"dewlat": "dewalt"} and hybrid["results"][0]["product_id"] in dewalt
+    assert client.get("/search?q=dewalt&mode=lexical").get_json()["corrections"] == {}
+    services.pipeline.settings = services.settings.model_copy(update={"spelling_correction": False})
+    body = client.get("/search?q=dewlat&mode=lexical").get_json()
+    assert body["corrections"] == {} and body["results"] == []
 
 
 def test_openapi_documents_every_route(client) -> None:

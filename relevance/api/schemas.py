@@ -133,6 +133,11 @@ class SearchResponse(BaseModel):
     total: int = Field(description="Results in the fixed window pages are cut from.")
     results: list[ResultOut]
     reranked_by: str | None = Field(None, description="The learned model that ordered the results, if any.")
+    corrections: dict[str, str] | None = Field(
+        None,
+        description="For /search: query words whose stem no product has, and the catalog word the lexical"
+        " search added for each (spelling_correction); empty when none.",
+    )
     timings_ms: dict[str, float] | None = None
 
 

@@ -47,6 +47,7 @@ def search() -> ResponseReturnValue:
             for i, item in enumerate(result.results)
         ],
         "reranked_by": result.rerank.model_version if result.rerank else None,
+        "corrections": result.corrections,
     }
     if params.explain:
         body["timings_ms"] = result.timings.stages_ms

@@ -1,0 +1,42 @@
+"""Spelling correction for lexical retrieval, from the served catalog's own vocabulary.
+
+BM25 matches terms exactly, so a query word the catalog never spells that way
+("dewlat", "sofet") matches nothing and the lexical list is left to the query's other
+words. Each query word whose stem no product's text has is paired with the closest
+frequent title word (``CatalogStats.correct``: rapidfuzz ratio >= 80 against words in
+at least 3 titles, remembered per process), and the lexical query keeps the words as typed and adds
+the corrections: BM25 sums the terms that match, so a rare word spelt right still counts.
+On the Home Depot dev split this lifts BM25 full-retrieval NDCG@10 from 0.3620 to 0.3726
+(bench/README.md, "Spelling correction"). The vector query is left as typed: the
+embedding model reads subwords and copes with misspellings on its own.
+"""
+
+from __future__ import annotations
+
+from reranker.catalog_stats import CatalogStats
+from reranker.text import analyse, stem_words
+
+
+def corrections(text: str, stats: CatalogStats) -> dict[str, str]:
+    """Query words the catalog lacks -> the catalog word taken for them (empty: nothing to correct).
+
+    A word whose stem some product's text has (any field) is not misspelt: the engines'
+    analyzers already match its other forms, and adding "clock" to "wall clocks" would
+    only count the term twice (measured: it cost BM25 0.016 on the demo catalog's
+    product-type queries). Likewise a correction with the word's own stem.
+    """
+    found = {}
+    known_stems = stats.texts.stems
+    for word in dict.fromkeys(analyse(text).words):
+        (stem,) = stem_words([word])
+        if known_stems.get(stem) >= 0:
+            continue
+        corrected = stats.correct(word)
+        if corrected != word and stem_words([corrected])[0] != stem:
+            found[word] = corrected
+    return found
+
+
+def lexical_text(text: str, corrected: dict[str, str]) -> str:
+    """The query as typed, then the corrections of its misspelt words."""
+    return " ".join([text, *corrected.values()]) if corrected else text

@@ -23,6 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from relevance.config import Settings, load_settings  # noqa: E402
 from relevance.services import Services  # noqa: E402
+from relevance.spelling import lexical_text, vector_text  # noqa: E402
 
 DEFAULT_WORK_DIR = ROOT / "bench" / "results" / "work"
 
@@ -109,13 +110,13 @@ def bench_parser(doc: str | None) -> argparse.ArgumentParser:
 
 def retrieval_key(services: Services, texts: list[str]) -> list[Any]:
     """What cached lists or scores of these query texts depend on: the served version, the
-    query vectors, and the lexical queries sent (the spelling corrections themselves, so a
-    change to the correction rules is a new key too)."""
-    return [
-        services.engine.alias_target(services.settings.index_alias),
-        services.embedder.query_vectors_id,
-        [services.pipeline.lexical_corrections(text) for text in texts],
-    ]
+    query vectors, and the texts each retrieval is sent (after spelling correction, so a
+    change to how corrections apply is a new key too)."""
+    sent = []
+    for text in texts:
+        corrected = services.pipeline.spelling_corrections(text)
+        sent.append([lexical_text(text, corrected), vector_text(text, corrected)])
+    return [services.engine.alias_target(services.settings.index_alias), services.embedder.query_vectors_id, sent]
 
 
 def bench_settings(args: argparse.Namespace, **overrides: Any) -> Settings:

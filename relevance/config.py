@@ -86,8 +86,8 @@ class Settings(BaseSettings):
 
     spelling_correction: bool = Field(
         True,
-        description="Add the closest catalog word for each query word the catalog lacks to the lexical query"
-        " (the query as typed still counts).",
+        description="For each query word whose stem no product has: add the closest frequent title word to the"
+        " lexical query (the query as typed still counts) and embed the query with it in the word's place.",
     )
     field_boosts: FieldBoosts = Field(default_factory=FieldBoosts)
     candidates: int = Field(100, ge=1, le=1000, description="Top-N of each candidate list (lexical, vector).")

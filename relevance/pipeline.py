@@ -27,7 +27,7 @@ from relevance.fusion import FusedHit, FusionMethod, Normalization, fuse, single
 from relevance.index_embedding import IndexEmbedding
 from relevance.product_cache import ProductCache
 from relevance.served_version import ServedVersion
-from relevance.spelling import corrections, lexical_text
+from relevance.spelling import corrections, lexical_text, vector_text
 from reranker.features import Candidate, compute_features
 from reranker.judged_categories import EMPTY, JudgedCategories
 from reranker.model import RankerModel
@@ -288,7 +288,7 @@ class SearchPipeline:
             pending_lexical = _ENGINE_POOL.submit(self._lexical, text, filters, n, timings)
         if mode in ("hybrid", "vector"):
             with timings.stage("embed"):
-                query_vector = self.embedder.encode_query(text)
+                query_vector = self.embedder.encode_query(vector_text(text, self.spelling_corrections(text)))
             with timings.stage("vector"):
                 vector = self.engine.vector_search(self.alias, query_vector, filters, n)
         if pending_lexical is not None:
@@ -314,15 +314,15 @@ class SearchPipeline:
         version = versions.pop() if len(versions) == 1 else None
         return fused, query_vector if mode == "hybrid" else None, version
 
-    def lexical_corrections(self, text: str, mode: Mode = "hybrid") -> dict[str, str]:
-        """The misspelt query words and the catalog words the lexical query adds for them (relevance.spelling)."""
-        if not self.settings.spelling_correction or mode == "vector":
+    def spelling_corrections(self, text: str) -> dict[str, str]:
+        """The misspelt query words and the catalog words searched for them (relevance.spelling)."""
+        if not self.settings.spelling_correction:
             return {}
         return corrections(text, self.catalog_stats.current())
 
     def _lexical(self, text: str, filters: SearchFilters, n: int, timings: Timings) -> list[EngineHit]:
         with timings.stage("lexical"):
-            query = lexical_text(text, self.lexical_corrections(text))
+            query = lexical_text(text, self.spelling_corrections(text))
             return self.engine.lexical_search(self.alias, query, filters, n)
 
     def _engine_fused(
@@ -330,8 +330,9 @@ class SearchPipeline:
     ) -> list[FusedHit]:
         """Both retrievals and their fusion in one engine request (no per-list scores to explain)."""
         self.index_embedding.require_match(self.embedder)
+        corrected = self.spelling_corrections(text)
         with timings.stage("embed"):
-            query_vector = self.embedder.encode_query(text)
+            query_vector = self.embedder.encode_query(vector_text(text, corrected))
         native = NativeFusion(
             method=fusion.method,
             rank_constant=fusion.rrf_k,
@@ -341,8 +342,9 @@ class SearchPipeline:
             window=n,
         )
         with timings.stage("hybrid"):
-            lexical_query = lexical_text(text, self.lexical_corrections(text))
-            hits = self.engine.hybrid_search(self.alias, lexical_query, query_vector, filters, depth, native)
+            hits = self.engine.hybrid_search(
+                self.alias, lexical_text(text, corrected), query_vector, filters, depth, native
+            )
         return [FusedHit(hit.product_id, hit.score, None, None, None, None) for hit in hits]
 
     def search(
@@ -363,7 +365,7 @@ class SearchPipeline:
         )
         result = self._page(window, page, size, timings, known=detail.products if detail else None)
         result.rerank = detail
-        result.corrections = self.lexical_corrections(text, mode)  # cheap again: the catalog stats remember each word's
+        result.corrections = self.spelling_corrections(text)  # cheap again: the catalog stats remember each word's
         return result
 
     def similar(self, product_id: str, filters: SearchFilters, *, page: int = 1, size: int = 10) -> SearchResult:

@@ -7,11 +7,15 @@ frequent title word (``CatalogStats.correct``: rapidfuzz ratio >= 80 against wor
 at least 3 titles, remembered per process), and the lexical query keeps the words as typed and adds
 the corrections: BM25 sums the terms that match, so a rare word spelt right still counts.
 On the Home Depot dev split this lifts BM25 full-retrieval NDCG@10 from 0.3620 to 0.3726
-(bench/README.md, "Spelling correction"). The vector query is left as typed: the
-embedding model reads subwords and copes with misspellings on its own.
+(bench/README.md, "Spelling correction"). The embedding model reads the query with
+the misspelt words replaced (adding them instead helped it half as much): kNN
+full-retrieval NDCG@10 on the corrected queries rises from 0.165 to 0.207, at no extra
+cost, since the query is embedded once either way.
 """
 
 from __future__ import annotations
+
+import re
 
 from reranker.catalog_stats import CatalogStats
 from reranker.text import analyse, stem_words
@@ -40,3 +44,13 @@ def corrections(text: str, stats: CatalogStats) -> dict[str, str]:
 def lexical_text(text: str, corrected: dict[str, str]) -> str:
     """The query as typed, then the corrections of its misspelt words."""
     return " ".join([text, *corrected.values()]) if corrected else text
+
+
+def vector_text(text: str, corrected: dict[str, str]) -> str:
+    """The query with its misspelt words replaced: what the embedding model reads."""
+    if not corrected:
+        return text
+    return _LETTERS.sub(lambda word: corrected.get(word.group(0).lower(), word.group(0)), text)
+
+
+_LETTERS = re.compile(r"[A-Za-z]+")  # analyse's words are the lowered text's letter runs

@@ -193,9 +193,29 @@ def test_a_misspelt_word_is_also_searched_as_the_catalog_spells_it(engine_servic
     hybrid = client.get("/search?q=dewlat+drill").get_json()
     assert hybrid["corrections"] == {"dewlat": "dewalt"} and hybrid["results"][0]["product_id"] in dewalt
     assert client.get("/search?q=dewalt&mode=lexical").get_json()["corrections"] == {}
+    recording = services.pipeline.embedder = RecordingEmbedder(services.embedder)
+    client.get("/search?q=Dewlat+drill&mode=vector")
+    assert recording.queries == ["dewalt drill"], "the embedding model reads the corrected query"
     services.pipeline.settings = services.settings.model_copy(update={"spelling_correction": False})
     body = client.get("/search?q=dewlat&mode=lexical").get_json()
     assert body["corrections"] == {} and body["results"] == []
+    client.get("/search?q=Dewlat+drill&mode=vector")
+    assert recording.queries[-1] == "Dewlat drill"
+
+
+class RecordingEmbedder:
+    """An embedder that remembers the query texts it was given."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self.queries: list[str] = []
+
+    def encode_query(self, text: str):
+        self.queries.append(text)
+        return self.embedder.encode_query(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self.embedder, name)
 
 
 def test_openapi_documents_every_route(client) -> None:

@@ -166,16 +166,20 @@ class SearchPipeline:
         rerank: bool = True,
         features: bool = False,
         judged: JudgedCategories = EMPTY,
+        corrected: dict[str, str] | None = None,
     ) -> tuple[list[FusedHit], RerankDetail | None]:
         """``ranked`` plus what the rerank stage computed (``features``: compute them even without a model).
 
         ``judged``: the judged-category table features read when no model reranks (training
         passes each query's out-of-fold table); a reranking model reads its own.
+        ``corrected``: ``spelling_corrections(text)`` where the caller has them already.
         """
         timings = timings or Timings()
         fusion = fusion or self.default_fusion
         depth = depth or self.settings.window
-        fused, query_vector, version = self._fused(text, filters, mode, fusion, depth, candidates, timings)
+        if corrected is None:
+            corrected = self.spelling_corrections(text)
+        fused, query_vector, version = self._fused(text, corrected, filters, mode, fusion, depth, candidates, timings)
         if query_vector is None or not (rerank or features):
             return fused[:depth], None
         model = None
@@ -267,6 +271,7 @@ class SearchPipeline:
     def _fused(
         self,
         text: str,
+        corrected: dict[str, str],
         filters: SearchFilters,
         mode: Mode,
         fusion: FusionOptions,
@@ -278,23 +283,23 @@ class SearchPipeline:
         that answered when the engine reported one (None too if a swap fell between the two searches)."""
         n = candidates or max(self.settings.candidates, depth if mode != "hybrid" else 0)
         if mode == "hybrid" and fusion.backend == "engine":
-            return self._engine_fused(text, filters, fusion, depth, n, timings), None, None
+            return self._engine_fused(text, corrected, filters, fusion, depth, n, timings), None, None
         lexical = vector = []
         query_vector = None
         pending_lexical = None
         if mode in ("hybrid", "vector"):  # before any request goes out
             self.index_embedding.require_match(self.embedder)
         if mode == "hybrid" and self.engine.concurrent_retrieval:  # runs while the query is embedded
-            pending_lexical = _ENGINE_POOL.submit(self._lexical, text, filters, n, timings)
+            pending_lexical = _ENGINE_POOL.submit(self._lexical, lexical_text(text, corrected), filters, n, timings)
         if mode in ("hybrid", "vector"):
             with timings.stage("embed"):
-                query_vector = self.embedder.encode_query(vector_text(text, self.spelling_corrections(text)))
+                query_vector = self.embedder.encode_query(vector_text(text, corrected))
             with timings.stage("vector"):
                 vector = self.engine.vector_search(self.alias, query_vector, filters, n)
         if pending_lexical is not None:
             lexical = pending_lexical.result()
         elif mode in ("hybrid", "lexical"):
-            lexical = self._lexical(text, filters, n, timings)
+            lexical = self._lexical(lexical_text(text, corrected), filters, n, timings)
         with timings.stage("fusion"):
             if mode == "lexical":
                 fused = single_list(lexical, lexical=True)
@@ -320,17 +325,22 @@ class SearchPipeline:
             return {}
         return corrections(text, self.catalog_stats.current())
 
-    def _lexical(self, text: str, filters: SearchFilters, n: int, timings: Timings) -> list[EngineHit]:
+    def _lexical(self, query: str, filters: SearchFilters, n: int, timings: Timings) -> list[EngineHit]:
         with timings.stage("lexical"):
-            query = lexical_text(text, self.spelling_corrections(text))
             return self.engine.lexical_search(self.alias, query, filters, n)
 
     def _engine_fused(
-        self, text: str, filters: SearchFilters, fusion: FusionOptions, depth: int, n: int, timings: Timings
+        self,
+        text: str,
+        corrected: dict[str, str],
+        filters: SearchFilters,
+        fusion: FusionOptions,
+        depth: int,
+        n: int,
+        timings: Timings,
     ) -> list[FusedHit]:
         """Both retrievals and their fusion in one engine request (no per-list scores to explain)."""
         self.index_embedding.require_match(self.embedder)
-        corrected = self.spelling_corrections(text)
         with timings.stage("embed"):
             query_vector = self.embedder.encode_query(vector_text(text, corrected))
         native = NativeFusion(
@@ -360,12 +370,20 @@ class SearchPipeline:
         features: bool = False,
     ) -> SearchResult:
         timings = Timings()
+        corrected = self.spelling_corrections(text)
         window, detail = self.ranked_with_detail(
-            text, filters, mode=mode, fusion=fusion, timings=timings, rerank=rerank, features=features
+            text,
+            filters,
+            mode=mode,
+            fusion=fusion,
+            timings=timings,
+            rerank=rerank,
+            features=features,
+            corrected=corrected,
         )
         result = self._page(window, page, size, timings, known=detail.products if detail else None)
         result.rerank = detail
-        result.corrections = self.spelling_corrections(text)  # cheap again: the catalog stats remember each word's
+        result.corrections = corrected
         return result
 
     def similar(self, product_id: str, filters: SearchFilters, *, page: int = 1, size: int = 10) -> SearchResult:

@@ -4,8 +4,9 @@ BM25 matches terms exactly, so a query word the catalog never spells that way
 ("dewlat", "sofet") matches nothing and the lexical list is left to the query's other
 words. Each query word whose stem no product's text has is paired with the closest
 frequent title word (``CatalogStats.correct``: rapidfuzz ratio >= 80 against words in
-at least 3 titles, remembered per process), and the lexical query keeps the words as typed and adds
-the corrections: BM25 sums the terms that match, so a rare word spelt right still counts.
+at least 3 titles, remembered per process), and the lexical query keeps the words as
+typed and adds the corrections: BM25 sums the terms that match, so a rare word spelt
+right still counts.
 On the Home Depot dev split this lifts BM25 full-retrieval NDCG@10 from 0.3620 to 0.3726
 (bench/README.md, "Spelling correction"). The embedding model reads the query with
 the misspelt words replaced (adding them instead helped it half as much): kNN

@@ -48,7 +48,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("title_coverage", 1, "share of stemmed query terms in the title"),
     Feature("title_idf_coverage", 1, "idf-weighted share of stemmed query terms in the title"),
     Feature("title_bm25", 1, "BM25 of the query over the title alone (catalog idf)"),
-    Feature("corrected_title_coverage", 1, "title coverage after spelling correction against the catalog vocabulary"),
+    Feature("corrected_title_coverage", 2, "title coverage after spelling correction against the catalog vocabulary"),
     Feature("brand_coverage", 1, "share of query terms in the brand (NaN: no brand)"),
     Feature("brand_in_query", 1, "all brand terms appear in the query (NaN: no brand)"),
     Feature("category_coverage", 1, "share of query terms in the category path (NaN: no category)"),
@@ -210,7 +210,8 @@ def _title_features(
 ) -> dict:
     """Title matches; ``q_stems`` are the query's distinct stems, ``q_ids`` their ids (-1: unknown)."""
     size, texts = batch.size, stats.texts
-    corrected = list(dict.fromkeys(stem_words([stats.correct(word) for word in q.words])))
+    corrected_words = [part for word in q.words for part in stats.correct(word).split()]  # splits: several
+    corrected = list(dict.fromkeys(stem_words(corrected_words)))
     idf = np.array([stats.idf(stem) for stem in q_stems])
     idf_total = float(idf.sum())
     n_stems = batch.lengths("stems").astype(np.float64)

@@ -101,25 +101,6 @@ def test_units_and_numbers_are_normalised() -> None:
     assert analyse("10 ft. x 12 ft.").quantities == {(10.0, "ft"), (12.0, "ft")}
 
 
-def test_spelling_is_corrected_against_the_catalog_vocabulary(ltr_services: Services) -> None:
-    products = load_catalog(CATALOG, Path("/dev/null")).products * 3  # correction targets need 3 occurrences
-    stats = CatalogStats.build(products)
-    assert stats.correct("dewlat") == "dewalt"
-    assert stats.correct("cordless") == "cordless"
-    assert stats.correct("zzzzqqq") == "zzzzqqq"
-
-
-def test_remembered_spelling_corrections_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import reranker.catalog_stats as catalog_stats
-
-    monkeypatch.setattr(catalog_stats, "SPELLING_MEMO_ENTRIES", 50)
-    stats = CatalogStats.build(load_catalog(CATALOG, Path("/dev/null")).products * 3)
-    for i in range(500):  # every query text reaches the memo: it must not grow with them
-        stats.correct(f"zq{i:04d}x")
-    assert 0 < len(stats._corrections) <= 50
-    assert stats.correct("dewlat") == "dewalt", "still corrects after the memo is emptied"
-
-
 def test_feature_columns_mean_what_their_names_say(ltr_services: Services) -> None:
     products = ltr_services.engine.get("products", ["k3", "k4", "d1"])
     candidates = [

@@ -58,6 +58,7 @@ def warm_up(app: Flask) -> None:
     try:
         services.engine.count(services.settings.index_alias)
         services.pipeline.search("warm up", SearchFilters())  # reranker model and catalog statistics too
+        services.pipeline.catalog_stats.current().speller()
     except Exception as exc:  # not ready yet is fine: /readyz reports it
         log.warning("index not loaded at start: %s", exc)
     settle_heap()

@@ -135,8 +135,9 @@ class SearchResponse(BaseModel):
     reranked_by: str | None = Field(None, description="The learned model that ordered the results, if any.")
     corrections: dict[str, str] | None = Field(
         None,
-        description="For /search: query words whose stem no product has, and the catalog word searched for"
-        " each (spelling_correction); empty when none.",
+        description="For /search: query words whose stem no product has, and what was searched for each as the"
+        " catalog spells it: one word, or the words a run-together word is made of, space-separated"
+        ' ("snowblower": "snow blower"; spelling_correction); empty when none.',
     )
     timings_ms: dict[str, float] | None = None
 

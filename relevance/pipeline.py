@@ -103,7 +103,7 @@ class SearchResult:
     results: list[RankedProduct]
     timings: Timings
     rerank: RerankDetail | None = None
-    corrections: dict[str, str] = field(default_factory=dict)  # misspelt word -> catalog word searched too
+    corrections: dict[str, str] = field(default_factory=dict)  # misspelt word -> the catalog word(s) searched too
 
 
 class SearchPipeline:

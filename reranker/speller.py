@@ -8,9 +8,9 @@ such words and nearly all were wrong, "find" -> "fin", "much" -> "mulch"). Other
 in this order:
 
 1. the frequent title word closest by rapidfuzz ratio, when it is very close (>= 85):
-   "furnance" -> "furnace", where splitting would give "fur nance";
+   "sawall" -> "sawzall", not "saw all";
 2. a run-together word split into frequent title words ("snowblower" -> "snow blower",
-   "nailgun" -> "nail gun"), found by symspellpy's word segmentation;
+   "whiteled" -> "white led", not "wheeled"), found by symspellpy's word segmentation;
 3. the closest title word at ratio >= 80 ("dewlat" -> "dewalt").
 Ties go to the more frequent word ("bemch": "bench" over "beech").
 """

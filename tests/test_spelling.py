@@ -44,12 +44,12 @@ def test_common_english_words_are_taken_as_meant() -> None:
 
 
 def test_a_run_together_word_splits_into_frequent_title_words() -> None:
-    words = {"snow": 20, "blower": 15, "nail": 30, "gun": 12, "drawer": 50, "draw": 20, "eer": 3, "furnace": 9}
-    spell = CatalogSpeller(words)
+    words = {"snow": 20, "blower": 15, "nail": 30, "gun": 12, "saw": 600, "all": 500, "sawzall": 20}
+    spell = CatalogSpeller({**words, "white": 100, "led": 100, "wheeled": 20})
     assert spell.correct("snowblower") == "snow blower"
     assert spell.correct("nailgun") == "nail gun"
-    assert spell.correct("draweer") == "drawer", "a very close word wins over a split"
-    assert spell.correct("furnance") == "furnace"
+    assert spell.correct("sawall") == "sawzall", "a very close word (ratio 92) wins over a split"
+    assert spell.correct("whiteled") == "white led", "a split wins over a merely close word (ratio 80)"
     assert CatalogSpeller({"draw": 20, "eer": 3}).correct("draweer") == "draweer", "no split into title noise"
 
 

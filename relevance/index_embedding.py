@@ -16,7 +16,7 @@ import numpy as np
 from relevance.embedder import Embedder
 from relevance.engines.base import SearchEngine
 from relevance.errors import EmbeddingMismatchError
-from relevance.served_version import ServedVersion
+from relevance.served_version import PerVersion, ServedVersion
 
 # The probe text's vector from the index job against the configured embedder's. The same
 # model gives >= 0.9999 (bf16 against float32 batches, a moved model directory); another
@@ -38,7 +38,7 @@ class IndexEmbedding:
     def __init__(self, engine: SearchEngine, served: ServedVersion) -> None:
         self.engine = engine
         self.served = served
-        self._read: tuple[str, _Recorded] | None = None  # (version, what it records) last read
+        self._recorded = PerVersion(self._read_recorded)
 
     def mismatch(self, embedder: Embedder, version: str | None = None) -> str | None:
         """Why ``version`` (default: the served one) cannot be searched with ``embedder``'s vectors, or None.
@@ -50,7 +50,7 @@ class IndexEmbedding:
         version = version or self.served.current()
         if version is None:  # nothing served: the search itself says index_not_ready
             return None
-        recorded = self._recorded(version)
+        recorded = self._recorded.get(version)
         indexed_by = recorded.model.split("|")[0]
         if recorded.dims is not None and recorded.dims != embedder.dims:
             return (
@@ -73,16 +73,11 @@ class IndexEmbedding:
         if problem:
             raise EmbeddingMismatchError(problem)  # a setting, not the request, is at fault: no field
 
-    def _recorded(self, version: str) -> _Recorded:
-        read = self._read
-        if read is None or read[0] != version:
-            metadata: dict[str, Any] = self.engine.version_metadata(version)
-            probe = metadata.get("embedding_probe")
-            recorded = _Recorded(
-                metadata.get("embedding_dims"),
-                str(metadata.get("embedding_model", "another model")),
-                np.asarray(probe, dtype=np.float32) if probe else None,
-            )
-            read = (version, recorded)
-            self._read = read
-        return read[1]
+    def _read_recorded(self, version: str | None) -> _Recorded:
+        metadata: dict[str, Any] = self.engine.version_metadata(version)
+        probe = metadata.get("embedding_probe")
+        return _Recorded(
+            metadata.get("embedding_dims"),
+            str(metadata.get("embedding_model", "another model")),
+            np.asarray(probe, dtype=np.float32) if probe else None,
+        )

@@ -8,8 +8,12 @@ version and only the alias lookup needs a time limit.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from relevance.engines.base import SearchEngine
+
+T = TypeVar("T")
 
 VERSION_TTL_SECONDS = 5.0
 
@@ -36,3 +40,18 @@ class ServedVersion:
             self._version = self.engine.alias_target(self.alias)
             self._checked_at = now
         return self._version
+
+
+class PerVersion(Generic[T]):
+    """What ``read`` gives for one version, read again only when another version is asked for."""
+
+    def __init__(self, read: Callable[[str | None], T]) -> None:
+        self._read = read
+        self._last: tuple[str | None, T] | None = None  # one pair, swapped whole: threads never mix versions
+
+    def get(self, version: str | None) -> T:
+        last = self._last
+        if last is None or last[0] != version:
+            last = (version, self._read(version))
+            self._last = last
+        return last[1]

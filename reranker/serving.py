@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from relevance.served_version import ServedVersion
+from relevance.served_version import PerVersion, ServedVersion
 from reranker.catalog_stats import CatalogStats, stats_path
 from reranker.compiled import TreeCompiler
 from reranker.features import FEATURE_NAMES
@@ -162,15 +162,10 @@ class CatalogStatsProvider:
     def __init__(self, data_dir: Path, served: ServedVersion) -> None:
         self.data_dir = data_dir
         self.served = served
-        self._version: str | None = None
-        self._stats = CatalogStats()
+        self._stats = PerVersion(self.for_version)
 
     def current(self) -> CatalogStats:
-        version = self.served.current()
-        if version != self._version:
-            self._stats = self.for_version(version)
-            self._version = version
-        return self._stats
+        return self._stats.get(self.served.current())
 
     def for_version(self, version: str | None) -> CatalogStats:
         path = stats_path(self.data_dir, version) if version else None

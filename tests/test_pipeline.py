@@ -195,8 +195,33 @@ def test_the_embedding_check_reads_each_versions_metadata_once(
         assert pipeline.ranked(text, SearchFilters(), mode="hybrid", rerank=False)
     first = services.engine.alias_target(services.settings.index_alias)
     assert reads == [first]
-    services.index_catalog(CATALOG)  # a new version behind the alias
+    services.index_catalog(CATALOG)  # a new version behind the alias (its checks read it on their own)
     pipeline.served.ttl_seconds = 0  # instead of waiting out the alias lookup's few seconds
+    reads.clear()
     assert pipeline.ranked("drill", SearchFilters(), mode="vector")
+    assert pipeline.ranked("cordless drill", SearchFilters(), mode="vector")
     second = services.engine.alias_target(services.settings.index_alias)
-    assert second != first and reads[-1] == second
+    assert second != first and reads == [second], "the serving pipeline reads the new version, once"
+
+
+def test_catalog_statistics_are_read_once_per_version_and_follow_the_alias(
+    engine_services: tuple[str, Services], tmp_path: Path
+) -> None:
+    """Features and spelling read the served version's statistics: one read per version, and
+    the new version's after a swap (its speller knows the new catalog's words)."""
+    _, services = engine_services
+    services.index_catalog(CATALOG)
+    pipeline = services.pipeline
+    pipeline.served.ttl_seconds = 0  # follow the alias at once
+    first = pipeline.catalog_stats.current()
+    assert pipeline.catalog_stats.current() is first, "the same version is not read again"
+    assert "grinder" not in first.words and pipeline.spelling_corrections("angle grindr") == {}
+    grinders = tmp_path / "grinders.jsonl"
+    with CATALOG.open(encoding="utf-8") as source, grinders.open("w", encoding="utf-8") as target:
+        target.write(source.read().rstrip("\n") + "\n")
+        for i in range(3):  # correction targets appear in at least 3 titles
+            target.write(json.dumps({"product_id": f"grinder-{i}", "title": f"Angle Grinder {i + 4} in."}) + "\n")
+    services.index_catalog(grinders)
+    second = pipeline.catalog_stats.current()
+    assert second is not first and second.documents == first.documents + 3
+    assert pipeline.spelling_corrections("angle grindr") == {"grindr": "grinder"}

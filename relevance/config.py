@@ -86,8 +86,9 @@ class Settings(BaseSettings):
 
     spelling_correction: bool = Field(
         True,
-        description="For each query word whose stem no product has: add the closest frequent title word to the"
-        " lexical query (the query as typed still counts) and embed the query with it in the word's place.",
+        description="For each query word whose stem no product has: add the catalog's spelling of it (a close"
+        " frequent title word, or the parts of a run-together word; reranker.speller) to the lexical query (the"
+        " query as typed still counts) and embed the query with it in the word's place.",
     )
     field_boosts: FieldBoosts = Field(default_factory=FieldBoosts)
     candidates: int = Field(100, ge=1, le=1000, description="Top-N of each candidate list (lexical, vector).")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -45,6 +46,17 @@ def cpu_has_fast_bfloat16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def _treat_triton_as_absent() -> None:
+    """PyPI's Linux torch is the CUDA build and brings triton, which transformers imports
+    (through torch._dynamo) as soon as sentence-transformers loads. This layer embeds on
+    the CPU, where triton compiles nothing, yet it costs ~75 MB in every process that
+    loads the model (each API worker) and its native extension prints hundreds of
+    "nanobind: leaked" lines when a worker exits. ``None`` in ``sys.modules`` makes
+    ``import triton`` fail as it does under torch's CPU wheel, which torch handles; a
+    triton something else already imported is left alone."""
+    sys.modules.setdefault("triton", None)
 
 
 def resolve_model_path(model: str) -> str:
@@ -159,6 +171,7 @@ class Embedder:
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             path = resolve_model_path(self.model_name)
             try:
+                _treat_triton_as_absent()
                 import torch
                 from sentence_transformers import SentenceTransformer
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import importlib.metadata
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,14 @@ def test_unknown_model_fails_clearly(tmp_path) -> None:
         Embedder(str(tmp_path / "no-model")).load()
     with pytest.raises(ModelError, match="batch_precision"):
         Embedder(batch_precision="int4")
+
+
+def _distribution_installed(name: str) -> bool:
+    try:
+        importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 QUERIES = [
@@ -180,3 +191,20 @@ def test_prompt_settings_reach_the_embedder(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, embedding_query_prompt="query: ", embedding_document_prompt="")
     embedder = Services.from_settings(settings).embedder
     assert "|query_prompt='query: '" in embedder.query_vectors_id and "|document_prompt=''" in embedder.model_id
+
+
+@pytest.mark.skipif(not _distribution_installed("triton"), reason="torch without triton (a CPU wheel)")
+def test_loading_the_model_leaves_triton_unimported(tmp_path: Path) -> None:
+    # A fresh interpreter: this one may have imported triton through other tests' imports.
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from relevance.embedder import Embedder\n"
+        f"embedder = Embedder(cache_dir=Path({str(tmp_path)!r}))\n"
+        "embedder.load()\n"
+        "assert embedder.encode_query('cordless drill').shape == (384,)\n"
+        "print(sorted(name for name, module in sys.modules.items() if name.startswith('triton') and module))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -19,6 +19,10 @@ from relevance.errors import ConfigError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 PRODUCT_TEXT_FIELDS = ("title", "brand", "category", "description")
+# Linear-blend weights are relative; the cap keeps the blend finite (its inputs are
+# normalised, so bounded; a weight of 1e308 overflowed to inf, which JSON cannot carry)
+# while allowing any ratio a blend needs.
+MAX_FUSION_WEIGHT = 1000.0
 
 
 class FieldBoosts(BaseModel):
@@ -99,8 +103,8 @@ class Settings(BaseSettings):
     )
     rrf_k: float = Field(60.0, gt=0)
     linear_normalization: Literal["minmax", "zscore"] = "minmax"
-    lexical_weight: float = Field(0.5, ge=0)
-    vector_weight: float = Field(0.5, ge=0)
+    lexical_weight: float = Field(0.5, ge=0, le=MAX_FUSION_WEIGHT)
+    vector_weight: float = Field(0.5, ge=0, le=MAX_FUSION_WEIGHT)
 
     rerank: bool = Field(True, description="Reorder hybrid results with the active learned model, when one is active.")
     default_model: Path | None = Field(

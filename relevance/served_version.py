@@ -36,7 +36,9 @@ class ServedVersion:
         if self.engine is None:
             return self._version
         now = time.monotonic()
-        if now - self._checked_at >= self.ttl_seconds:
+        # While nothing is served, look every time: a search fails then anyway, and the
+        # first one after an index appears must not read the empty catalog's statistics.
+        if self._version is None or now - self._checked_at >= self.ttl_seconds:
             self._version = self.engine.alias_target(self.alias)
             self._checked_at = now
         return self._version

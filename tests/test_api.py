@@ -104,15 +104,52 @@ def test_product_and_similar(client) -> None:
         ("/products/nope", 404, "product_id"),
         ("/products/nope/similar", 404, "product_id"),
         ("/products/d1/similar?size=1000", 422, "size"),
+        ("/products/d1?size=3", 400, "size"),
         ("/no/such/route", 404, None),
+        ("/search?=x&q=drill", 400, ""),
+        # a weight of 1e308 once blended to inf, which JSON cannot carry (a 500 with log_features)
+        ("/search?q=drill&fusion=linear&lexical_weight=1e308&vector_weight=1e308", 422, "lexical_weight"),
+        ("/search?q=drill&fusion=linear&vector_weight=1001", 422, "vector_weight"),
+        ("/search?q=drill&brand=", 422, "brand"),
+        ("/search?q=drill&brand=DEWALT&brand=" + "x" * 201, 422, "brand"),
+        ("/search?q=drill" + "&brand=b" * 21, 422, "brand"),
+        ("/search?q=drill&category=" + "x" * 201, 422, "category"),
+        ("/search?q=drill&mode=lexical&log_features=true", 422, "log_features"),
     ],
 )
 def test_bad_requests_get_json_errors_naming_the_field(client, url: str, status: int, field: str | None) -> None:
     assert_error(client.get(url), status, field)
 
 
-def test_wrong_method_is_a_json_405(client) -> None:
-    assert_error(client.post("/search?q=drill"), 405, None)
+def test_wrong_method_is_a_json_405_saying_what_is_allowed(client) -> None:
+    response = client.post("/search?q=drill")
+    assert_error(response, 405, None)
+    assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+    assert response.content_type == "application/json"
+
+
+def test_the_largest_blend_weights_keep_scores_finite(client) -> None:
+    response = client.get("/search?q=drill&fusion=linear&lexical_weight=1000&vector_weight=1000&explain=true")
+    assert response.status_code == 200
+    assert "Infinity" not in response.get_data(as_text=True)
+    assert response.get_json()["results"][0]["score"] <= 2000
+
+
+def test_an_unreadable_alias_is_503_and_a_reindex_repairs_it(tmp_path: Path, embedder: Embedder) -> None:
+    services = make_services(tmp_path, embedder)
+    services.index_catalog(CATALOG)
+    engine, alias = services.engine, services.settings.index_alias
+    live = engine.alias_target(alias)
+    alias_file = engine.root / "aliases" / f"{alias}.json"
+    client = create_app(services=services).test_client()
+    for content in ("{not json", "[]", '{"swapped_at": "2026-11-29"}', '"products-1"'):
+        alias_file.write_text(content)
+        body = assert_error(client.get("/search?q=drill"), 503, "index")
+        assert body["error"] == "index_not_ready" and str(alias_file) in body["detail"], content
+        assert client.get("/readyz").status_code == 503
+        assert_error(client.get("/products/d1"), 503, "index")
+        assert engine.swap_alias(alias, live) is None  # the swap rewrites it; nothing readable was live
+        assert client.get("/search?q=drill").status_code == 200
 
 
 def test_health_and_readiness(client) -> None:

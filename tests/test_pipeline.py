@@ -225,3 +225,14 @@ def test_catalog_statistics_are_read_once_per_version_and_follow_the_alias(
     second = pipeline.catalog_stats.current()
     assert second is not first and second.documents == first.documents + 3
     assert pipeline.spelling_corrections("angle grindr") == {"grindr": "grinder"}
+
+
+def test_the_first_search_after_an_index_appears_reads_its_statistics(engine_services: tuple[str, Services]) -> None:
+    """While no index is served the alias is looked up every time (its lookup is otherwise
+    remembered for a few seconds), so statistics never come from the empty catalog once one is."""
+    _, services = engine_services
+    pipeline = services.pipeline
+    assert pipeline.served.current() is None and pipeline.catalog_stats.current().documents == 0
+    services.index_catalog(CATALOG)
+    assert pipeline.served.current() == services.engine.alias_target(services.settings.index_alias)
+    assert pipeline.catalog_stats.current().documents == len(CATALOG.read_text().splitlines())

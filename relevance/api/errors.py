@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -13,8 +13,10 @@ from relevance.errors import RelevanceError
 log = logging.getLogger(__name__)
 
 
-def error_response(kind: str, detail: str, status: int, field: str | None = None) -> ResponseReturnValue:
-    return jsonify({"error": kind, "detail": detail, "field": field}), status
+def error_response(kind: str, detail: str, status: int, field: str | None = None) -> Response:
+    response = jsonify({"error": kind, "detail": detail, "field": field})
+    response.status_code = status
+    return response
 
 
 def init_app(app: Flask) -> None:
@@ -27,7 +29,10 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
         kind = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(kind, exc.description or kind, exc.code or 500)
+        response = error_response(kind, exc.description or kind, exc.code or 500)
+        # Keep the exception's headers beyond its body's type: a 405's Allow (RFC 9110 requires it).
+        response.headers.extend((name, value) for name, value in exc.get_headers() if name.lower() != "content-type")
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> ResponseReturnValue:

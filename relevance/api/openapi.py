@@ -40,7 +40,13 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    names = {400: "Malformed request", 404: "Not found", 422: "Invalid value", 503: "Index or model not ready"}
+    names = {
+        400: "Malformed request",
+        404: "Not found",
+        422: "Invalid value",
+        501: "The engine has no native hybrid search (fusion_backend=engine)",
+        503: "Index or model not ready",
+    }
     return {str(code): _json(ErrorResponse, names[code]) for code in codes}
 
 
@@ -59,14 +65,14 @@ def build_openapi() -> dict[str, Any]:
                 "get": {
                     "summary": "Hybrid product search (BM25 + vector kNN, fused)",
                     "parameters": _query_parameters(SearchParams),
-                    "responses": {"200": _json(SearchResponse, "One page of results"), **_errors(400, 422, 503)},
+                    "responses": {"200": _json(SearchResponse, "One page of results"), **_errors(400, 422, 501, 503)},
                 }
             },
             "/products/{product_id}": {
                 "get": {
                     "summary": "One product by id",
                     "parameters": [path_id],
-                    "responses": {"200": _json(ProductOut, "The product"), **_errors(404, 503)},
+                    "responses": {"200": _json(ProductOut, "The product"), **_errors(400, 404, 503)},
                 }
             },
             "/products/{product_id}/similar": {

@@ -40,7 +40,8 @@ def parse_params(model: type[Params], args: MultiDict[str, str]) -> Params:
 
 def _request_error(exc: ValidationError) -> RequestError:
     error = exc.errors()[0]
-    name = ".".join(str(part) for part in error["loc"] if not isinstance(part, int)) or None
+    # No location: a rule across fields (their validators raise RequestError with the field).
+    name = ".".join(str(part) for part in error["loc"] if not isinstance(part, int)) if error["loc"] else None
     kind = error["type"]
     if kind == "extra_forbidden":
         return RequestError(f"unknown parameter {name!r}", field=name)

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from relevance.api.params import parse_params
-from relevance.api.schemas import FilterParams, result_out
+from relevance.api.schemas import FilterParams, NoParams, result_out
 from relevance.api.timing import server_timing
 from relevance.errors import NotFoundError
 from relevance.services import Services
@@ -20,6 +20,7 @@ def _services() -> Services:
 
 @bp.get("/<product_id>")
 def get_product(product_id: str) -> ResponseReturnValue:
+    parse_params(NoParams, request.args)  # an unknown parameter is a 400 here as on every endpoint
     services = _services()
     found = services.engine.get(services.settings.index_alias, [product_id])
     if product_id not in found:

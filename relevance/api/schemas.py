@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from relevance.config import MAX_FUSION_WEIGHT
 from relevance.errors import RequestError
 from relevance.filters import SearchFilters, category_key
 from relevance.fusion import FusionMethod, Normalization
 from relevance.pipeline import FusionOptions, Mode, RankedProduct
 
+# Bounds that keep a valid request well inside gunicorn's request line (8,190 bytes,
+# relevance/server.py) for ordinary text, so a too-long value is refused here, naming
+# its field, rather than by gunicorn's own HTML 414.
+MAX_FILTER_CHARS = 200
+MAX_BRANDS = 20
+
+
+class NoParams(BaseModel):
+    """An endpoint that takes no query parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
 
 class FilterParams(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    category: str | None = Field(None, min_length=1, description="Category path prefix, e.g. 'Furniture > Beds'.")
-    brand: list[str] = Field(default_factory=list, description="Brand; repeat the parameter for any of several.")
+    category: str | None = Field(
+        None, min_length=1, max_length=MAX_FILTER_CHARS, description="Category path prefix, e.g. 'Furniture > Beds'."
+    )
+    brand: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_FILTER_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_BRANDS, description="Brand; repeat the parameter for any of several."
+    )
     price_min: float | None = Field(None, ge=0, allow_inf_nan=False)
     price_max: float | None = Field(None, ge=0, allow_inf_nan=False)
     in_stock: bool | None = None
@@ -58,15 +75,28 @@ class SearchParams(FilterParams):
     )
     rrf_k: float | None = Field(None, gt=0, allow_inf_nan=False)
     normalization: Normalization | None = Field(None, description="Score normalisation of the linear blend.")
-    lexical_weight: float | None = Field(None, ge=0, allow_inf_nan=False)
-    vector_weight: float | None = Field(None, ge=0, allow_inf_nan=False)
+    lexical_weight: float | None = Field(None, ge=0, le=MAX_FUSION_WEIGHT, allow_inf_nan=False)
+    vector_weight: float | None = Field(None, ge=0, le=MAX_FUSION_WEIGHT, allow_inf_nan=False)
     explain: bool = Field(
         False,
         description="Add each result's component scores and ranks, the learned model's feature values and"
         " contributions, and the stage timings.",
     )
     rerank: bool = Field(True, description="Reorder with the active learned model (false: the fused order).")
-    log_features: bool = Field(False, description="Log the feature vectors this request was scored with.")
+    log_features: bool = Field(
+        False, description="Log the feature vectors this request was scored with (hybrid mode: the learned stage's)."
+    )
+
+    @model_validator(mode="after")
+    def _features_need_hybrid(self) -> SearchParams:
+        # Features are computed for the fused window; a lexical or vector search has none to log.
+        if self.log_features and self.mode != "hybrid":
+            raise RequestError(
+                f"log_features needs mode=hybrid (features are computed for the fused window), not {self.mode}",
+                field="log_features",
+                status=422,
+            )
+        return self
 
     def fusion_options(self, defaults: FusionOptions) -> FusionOptions:
         overrides = {
@@ -149,12 +179,18 @@ class ErrorResponse(BaseModel):
 
 
 class RerankerHealth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     state: Literal["off", "active", "degraded"]
     version: str | None = None
     reason: str | None = None
+    predictor: Literal["compiled", "lightgbm"] | None = Field(
+        None, description="While a model is active: its trees compiled to native code, or LightGBM's own predictor."
+    )
+    predictor_detail: str | None = Field(None, description="Why LightGBM predicts, when the compiled trees do not.")
 
 
 class HealthResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     status: Literal["ok", "ready", "degraded", "not_ready"]
     detail: str | None = None
     index_version: str | None = None

@@ -204,20 +204,27 @@ class EmbeddedEngine:
 
         Every search resolves the alias and the manifest; this keeps that to two stats.
         Writers replace these files atomically, so a new inode means new content.
+        Raises ValueError when the file is not a JSON object.
         """
         stat = path.stat()
         key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         cached = self._json_cache.get(path)
         if cached is None or cached[0] != key:
-            cached = (key, json.loads(path.read_text(encoding="utf-8")))
+            content = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(content, dict):
+                raise ValueError(f"expected a JSON object, found {type(content).__name__}")
+            cached = (key, content)
             self._json_cache[path] = cached
         return dict(cached[1])
 
     def _manifest(self, version: str) -> dict[str, Any]:
+        path = self._version_dir(version) / "manifest.json"
         try:
-            return self._read_json(self._version_dir(version) / "manifest.json")
+            return self._read_json(path)
         except FileNotFoundError as exc:
             raise IndexNotReadyError(f"index version {version!r} does not exist") from exc
+        except ValueError as exc:
+            raise IndexNotReadyError(f"index version {version!r} has an unreadable manifest {path}: {exc}") from exc
 
     @property
     def mapping(self) -> dict[str, Any]:
@@ -406,17 +413,31 @@ class EmbeddedEngine:
     def swap_alias(self, alias: str, version: str) -> str | None:
         if not self._manifest(version).get("committed"):
             raise EngineError(f"version {version!r} has no committed data; commit it before swapping")
-        previous = self.alias_target(alias)
+        try:
+            previous = self.alias_target(alias)
+        except IndexNotReadyError as exc:  # an unreadable alias file: this swap is its repair
+            log.warning("replacing an unreadable alias: %s", exc.detail)
+            previous = None
         path = self._alias_path(alias)
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write_text(path, json.dumps({"version": version, "swapped_at": datetime.now(UTC).isoformat()}))
         return previous
 
     def alias_target(self, alias: str) -> str | None:
+        path = self._alias_path(alias)
         try:
-            return self._read_json(self._alias_path(alias))["version"]
+            version = self._read_json(path).get("version")
+            problem = None if isinstance(version, str) else "it names no version"
         except FileNotFoundError:
             return None
+        except ValueError as exc:
+            problem = str(exc)
+        if problem is not None:
+            raise IndexNotReadyError(
+                f"the alias file {path} is unreadable ({problem}); `relevance reindex CATALOG` writes a new one",
+                field="index",
+            )
+        return version
 
     def list_versions(self, alias: str) -> list[IndexVersion]:
         live = self.alias_target(alias)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,9 +76,10 @@ def run_index_job(
 ) -> IndexReport:
     """Build a new version of ``alias`` from ``catalog_path``, check it, and swap the alias onto it."""
     started = time.perf_counter()
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    dead_letter_path = dead_letter_dir / f"{alias}-{stamp}.jsonl"
-    catalog = load_catalog(catalog_path, dead_letter_path)
+    # Microseconds and the pid, opened exclusively: two jobs started together never share one file.
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    dead_letter_path = dead_letter_dir / f"{alias}-{stamp}-{os.getpid()}.jsonl"
+    catalog = load_catalog(catalog_path, dead_letter_path, exclusive=True)
     if not catalog.products:
         raise CatalogError(
             f"no valid product in {catalog_path} ({catalog.summary.rejected} rejected, see {dead_letter_path});"

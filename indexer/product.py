@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
+import unicodedata
 import zlib
 from functools import cached_property
 from html.parser import HTMLParser
@@ -107,13 +107,14 @@ class Product(BaseModel):
     description: str | None = Field(None, max_length=50_000)
     brand: str | None = Field(None, max_length=200)
     category: str | None = Field(None, max_length=1000)
-    price: float | None = Field(None, ge=0)
+    # allow_inf_nan=False: NaN is refused as "not finite" before the bounds would call it "not >= 0".
+    price: float | None = Field(None, ge=0, allow_inf_nan=False)
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
-    rating: float | None = Field(None, ge=0, le=5)
+    rating: float | None = Field(None, ge=0, le=5, allow_inf_nan=False)
     rating_count: int | None = Field(None, ge=0)
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
     in_stock: bool | None = None
-    popularity: float | None = Field(None, ge=0)
+    popularity: float | None = Field(None, ge=0, allow_inf_nan=False)
 
     @field_validator("product_id", mode="before")
     @classmethod
@@ -148,6 +149,15 @@ class Product(BaseModel):
             raise ValueError("is blank once its HTML character references are decoded")
         return None
 
+    @field_validator("title")
+    @classmethod
+    def _visible_title(cls, value: str, info: ValidationInfo) -> str:
+        # After the references are decoded ("&#8203;"). A zero-width space, soft hyphen or
+        # control character is not blank to str.strip(), yet the shopper would see no title.
+        if not _is_stored(info) and all(unicodedata.category(char)[0] in "ZC" for char in value):
+            raise ValueError("has no visible character")
+        return value
+
     @field_validator("category")
     @classmethod
     def _normalise_category(cls, value: str | None) -> str | None:
@@ -155,11 +165,12 @@ class Product(BaseModel):
             return None
         return CATEGORY_SEPARATOR.join(split_category(value))
 
-    @field_validator("price", "rating", "popularity")
+    @field_validator("price", "rating", "rating_count", "popularity", mode="before")
     @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("must be a finite number")
+    def _not_boolean(cls, value: Any) -> Any:
+        # Lax numbers take true as 1; strict ones would refuse CSV's numbers, which arrive as text.
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number, not {str(value).lower()}")
         return value
 
     @field_validator("currency", mode="before")

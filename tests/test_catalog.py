@@ -37,7 +37,7 @@ def test_bad_rows_go_to_dead_letter_with_line_and_reason(tmp_path: Path) -> None
         14: "attributes: Input should be a valid dictionary",
         15: "in_stock: Input should be a valid boolean",
         16: "product_id: String should match pattern",
-        17: "popularity: Value error, must be a finite number",
+        17: "popularity: Input should be a finite number",
     }
     assert set(reasons) == set(expected)
     for line, fragment in expected.items():
@@ -70,8 +70,8 @@ def test_csv_catalog_with_empty_cells_and_json_attributes(tmp_path: Path) -> Non
     assert products["1"].category == "Tools > Drills"
     assert products["2"].price is None and products["2"].in_stock is False
     letters = {record["line"]: record["reason"] for record in dead_letters(loaded.dead_letter_path)}
-    assert "attributes: Value error, must be a JSON object" in letters[3]
-    assert "cells" in letters[4]
+    assert "attributes: Value error, must be a JSON object" in letters[4], "physical lines: the header is line 1"
+    assert letters[5] == "row has 7 cells, header has 6"
     assert loaded.summary.read == 4 and loaded.summary.rejected == 2
 
 
@@ -99,7 +99,7 @@ def test_html_character_references_in_text_fields_are_decoded(tmp_path: Path) ->
     assert products["2"].title == "Black &notched AT&T R&D &bogus; &amp"
     assert products["2"].brand is None, "an optional field that decodes to blanks is absent"
     letters = {record["line"]: record["reason"] for record in dead_letters(loaded.dead_letter_path)}
-    assert "title: Value error, is blank once its HTML character references are decoded" in letters[3]
+    assert "title: Value error, is blank once its HTML character references are decoded" in letters[4]
 
 
 def test_markup_in_descriptions_is_reduced_to_its_text(tmp_path: Path) -> None:
@@ -157,3 +157,136 @@ def test_a_products_text_fingerprint_follows_its_text_through_copies() -> None:
     assert product.model_copy(update={"description": "20V"}).text_fingerprint != fingerprint
     assert product == Product(product_id="p1", title="Cordless Drill", description="18V"), "the cache is not a field"
     assert "text_fingerprint" not in product.model_dump()
+
+
+def write_bytes(path: Path, text: str, *, raw: bytes = b"") -> Path:
+    path.write_bytes(text.encode("utf-8") + raw)
+    return path
+
+
+def test_csv_unmatched_quote_dead_letters_the_row_and_keeps_what_it_swallowed(tmp_path: Path) -> None:
+    rows = "".join(f"q{n},title number {n},{n}\n" for n in range(3, 10))
+    path = write_bytes(tmp_path / "quote.csv", 'product_id,title,price\nq1,fine,1\nq2,"bad quote title,2\n' + rows)
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [p.product_id for p in loaded.products] == ["q1"]
+    assert (loaded.summary.read, loaded.summary.rejected) == (2, 1)
+    (letter,) = dead_letters(loaded.dead_letter_path)
+    assert letter["line"] == 3
+    assert letter["reason"].startswith("title holds a line break: probably an unmatched quote")
+    assert "lines 3-10" in letter["reason"]
+    assert "q9,title number 9,9" in letter["row"][1], "the swallowed rows are kept in the dead letter"
+
+
+def test_csv_rows_with_too_few_or_too_many_cells_are_dead_lettered(tmp_path: Path) -> None:
+    path = write_bytes(
+        tmp_path / "cells.csv", "product_id,title,price,brand\n1,Drill,9,Acme\nx2,short row\n3,Saw,1,B,extra\n"
+    )
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [p.product_id for p in loaded.products] == ["1"]
+    letters = {record["line"]: record for record in dead_letters(loaded.dead_letter_path)}
+    assert letters[3]["reason"] == "row has 2 cells, header has 4"
+    assert letters[3]["row"] == ["x2", "short row"]
+    assert letters[4]["reason"] == "row has 5 cells, header has 4"
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "row"),
+    [("bad.jsonl", "", '{"product_id": "m30", "title": "latin1 caf'), ("bad.csv", "product_id,title\n", "x5,caf")],
+)
+def test_rows_that_are_not_utf8_are_dead_lettered_not_garbled(tmp_path: Path, name: str, header: str, row: str) -> None:
+    good = '{"product_id": "ok", "title": "Caf\u00e9"}\n' if name.endswith("jsonl") else "ok,Caf\u00e9\n"
+    path = tmp_path / name
+    path.write_bytes(
+        header.encode() + good.encode() + row.encode() + b"\xe9" + (b' bytes"}\n' if header == "" else b"\n")
+    )
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [(p.product_id, p.title) for p in loaded.products] == [("ok", "Caf\u00e9")]
+    text = loaded.dead_letter_path.read_bytes().decode("utf-8")  # the dead letter itself stays UTF-8
+    (letter,) = [json.loads(line) for line in text.splitlines()]
+    assert letter["reason"] == "title: not valid UTF-8 (byte 0xe9); save the catalog as UTF-8"
+    assert "caf\ufffd" in json.dumps(letter["row"], ensure_ascii=False)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_row(tmp_path: Path) -> None:
+    csv_path = write_bytes(tmp_path / "bom.csv", "\ufeffproduct_id,title\n1,Drill\n2,Saw\n")
+    jsonl_path = write_bytes(tmp_path / "bom.jsonl", '\ufeff{"product_id": "1", "title": "Drill"}\n')
+    for path in (csv_path, jsonl_path):
+        loaded = load_catalog(path, tmp_path / "dead.jsonl")
+        assert loaded.summary.rejected == 0 and loaded.products[0].product_id == "1", path
+
+
+def test_long_csv_cells_are_read_and_a_runaway_cell_fails_naming_the_line(tmp_path: Path) -> None:
+    path = write_bytes(tmp_path / "big.csv", f"product_id,title,description\n1,Drill,{'x' * 200_000}\n2,Saw,short\n")
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [p.product_id for p in loaded.products] == ["2"]
+    (letter,) = dead_letters(loaded.dead_letter_path)
+    assert letter["line"] == 2 and letter["reason"].startswith("description: String should have at most 50000")
+    runaway = write_bytes(tmp_path / "runaway.csv", f'product_id,title\n1,Drill\n2,"open {"y" * 17_000_000}\n')
+    with pytest.raises(CatalogError, match=r"^cannot read CSV file .*runaway.csv at line 3: field larger than"):
+        load_catalog(runaway, tmp_path / "dead2.jsonl")
+
+
+def test_a_corrupt_parquet_page_fails_with_one_line_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "corrupt.parquet"
+    table = pa.table({"product_id": [str(n) for n in range(20)], "title": [f"Title {n}" for n in range(20)]})
+    pq.write_table(table, path, row_group_size=10)
+    offset = pq.ParquetFile(path).metadata.row_group(1).column(0).data_page_offset
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 16] = b"\xff" * 16  # the second row group's page header; the footer stays intact
+    path.write_bytes(bytes(data))
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(path, tmp_path / "dead.jsonl")
+    assert caught.value.detail.startswith(f"cannot read Parquet file {path}: ")
+    assert caught.value.detail.isprintable(), "one line, no control characters"
+
+
+def test_booleans_are_not_numbers_and_a_title_needs_a_visible_character(tmp_path: Path) -> None:
+    rows = [
+        {"product_id": "1", "title": "Drill", "price": True},
+        {"product_id": "2", "title": "Drill", "rating_count": False},
+        {"product_id": "3", "title": "\u200b"},
+        {"product_id": "4", "title": "&#8203;\u00ad"},
+        {"product_id": "5", "title": "\u200bDrill", "price": 3},
+    ]
+    path = write_bytes(tmp_path / "c.jsonl", "\n".join(json.dumps(row) for row in rows))
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [p.product_id for p in loaded.products] == ["5"]
+    reasons = {record["line"]: record["reason"] for record in dead_letters(loaded.dead_letter_path)}
+    assert reasons == {
+        1: "price: Value error, must be a number, not true (got True)",
+        2: "rating_count: Value error, must be a number, not false (got False)",
+        3: r"title: Value error, has no visible character (got '\u200b')",  # repr shows what is there
+        4: r"title: Value error, has no visible character (got '&#8203;\xad')",
+    }
+
+
+def test_csv_header_names_are_trimmed_and_case_blind_and_may_not_repeat(tmp_path: Path) -> None:
+    path = write_bytes(tmp_path / "case.csv", "Product_ID, Title ,Product Type\n1,Drill,tool\n")
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [(p.product_id, p.title) for p in loaded.products] == [("1", "Drill")]
+    assert loaded.summary.ignored_fields == {"product_type"}
+    twice = write_bytes(tmp_path / "twice.csv", "product_id,title,Title\n1,Drill,Saw\n")
+    with pytest.raises(CatalogError, match=r"names column 'title' more than once \(\['title', 'Title'\]\)"):
+        load_catalog(twice, tmp_path / "dead.jsonl")
+
+
+def test_dead_letter_reasons_read_well(tmp_path: Path) -> None:
+    rows = [
+        '{"product_id": "1", "title": "Drill", "price": NaN}',
+        json.dumps({"product_id": "2", "title": "x" * 25_000}),
+        '{"product_id": "3", "title": "Trunc',
+    ]
+    path = write_bytes(tmp_path / "c.jsonl", "\n".join(rows))
+    reasons = [r["reason"] for r in dead_letters(load_catalog(path, tmp_path / "dead.jsonl").dead_letter_path)]
+    assert reasons[0] == "price: Input should be a finite number (got nan)"
+    assert reasons[1].startswith("title: String should have at most 1000 characters (got 'xxx")
+    assert len(reasons[1]) < 300, "the reason quotes a long value's start and end; the row has it whole"
+    assert reasons[2] == "invalid JSON: Unterminated string starting at column 30"
+
+
+def test_dead_letter_files_are_opened_exclusively(tmp_path: Path) -> None:
+    catalog = write_bytes(tmp_path / "c.jsonl", '{"title": "no id"}\n')
+    earlier = write_bytes(tmp_path / "dead.jsonl", "an earlier job's dead letters\n")
+    with pytest.raises(FileExistsError):
+        load_catalog(catalog, earlier, exclusive=True)
+    assert earlier.read_text() == "an earlier job's dead letters\n"

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import indexer.job
 from relevance.embedder import Embedder
 from relevance.errors import CatalogError, EngineError
 from relevance.filters import SearchFilters
@@ -42,6 +45,38 @@ def test_a_catalog_without_valid_rows_changes_nothing(tmp_path: Path, embedder: 
     with pytest.raises(CatalogError, match="no valid product"):
         services.index_catalog(empty)
     assert services.engine.alias_target("products") == live
+
+
+def test_jobs_started_in_the_same_second_keep_their_own_dead_letters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class SameSecond(datetime):  # two jobs started 1 microsecond apart
+        ticks = iter(range(1, 10))
+
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:
+            return datetime(2026, 11, 29, 18, 0, 26, next(cls.ticks), tzinfo=UTC)
+
+    monkeypatch.setattr(indexer.job, "datetime", SameSecond)
+    paths = []
+    for name, rows in (("mixed.jsonl", 3), ("badattr.jsonl", 1)):
+        catalog = tmp_path / name
+        catalog.write_text('{"title": "no id"}\n' * rows)
+        with pytest.raises(CatalogError, match="no valid product") as caught:  # fails before the engine is used
+            indexer.job.run_index_job(
+                catalog,
+                engine=None,  # type: ignore[arg-type]
+                embedder=None,  # type: ignore[arg-type]
+                cache=None,  # type: ignore[arg-type]
+                alias="products",
+                embedding_fields=["title"],
+                dead_letter_dir=tmp_path / "dead_letter",
+                keep_versions=2,
+            )
+        paths.append(Path(caught.value.detail.split("see ")[1].split(")")[0]))
+    assert paths[0] != paths[1]
+    for path, rows in zip(paths, (3, 1), strict=True):
+        assert len(path.read_text().splitlines()) == rows, path
 
 
 class _FailingCommit:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
+import os
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -185,19 +189,13 @@ def search(ctx: click.Context, query: str, **options: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    params = _search_params(query, options)
     services = _services(ctx)
-    filters = SearchFilters(
-        category=options["category"],
-        brand=tuple(options["brand"]),
-        price_min=options["price_min"],
-        price_max=options["price_max"],
-        in_stock=options["in_stock"],
-    )
     fusion = services.pipeline.default_fusion
     if options["fusion"]:
         fusion = fusion.model_copy(update={"method": options["fusion"]})
     result = services.pipeline.search(
-        query, filters, page=options["page"], size=options["size"], mode=options["mode"], fusion=fusion
+        params.q, params.filters(), page=options["page"], size=options["size"], mode=options["mode"], fusion=fusion
     )
     searched = "".join(f", {word!r} also as {fixed!r}" for word, fixed in result.corrections.items())
     table = Table(title=f"{query!r}{searched}: {result.total} results in the window")
@@ -223,6 +221,26 @@ def search(ctx: click.Context, query: str, **options: Any) -> None:
     Console().print(table)
     if options["explain"]:
         click.echo(f"timings (ms): {result.timings.stages_ms}")
+
+
+def _search_params(query: str, options: dict[str, Any]):
+    """The API's own checks (a 1-500 character query, sane filters), as a one-line error naming the option."""
+    from pydantic import ValidationError
+
+    from relevance.api.schemas import SearchParams
+    from relevance.errors import RequestError
+
+    def hint(name: str | None) -> str | None:
+        return "QUERY" if name == "q" else name and f"--{name.replace('_', '-')}"
+
+    names = ("category", "price_min", "price_max", "in_stock", "page", "size", "mode")
+    try:
+        return SearchParams(q=query, brand=list(options["brand"]), **{name: options[name] for name in names})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise click.BadParameter(first["msg"], param_hint=hint(str(first["loc"][0]) if first["loc"] else None)) from exc
+    except RequestError as exc:
+        raise click.BadParameter(exc.detail, param_hint=hint(exc.field)) from exc
 
 
 def _fmt(value: float | None) -> str:
@@ -270,13 +288,19 @@ def rank(
 
     from relevance.trec import read_candidates, read_queries, write_run
 
+    if not tag or any(c.isspace() for c in tag):
+        raise click.BadParameter(
+            f"{tag!r}: a run tag is one word (a TREC run line is space-separated)", param_hint="--tag"
+        )
+    # Files first: a bad line fails before any query runs.
+    query_rows = read_queries(queries, run_ids=True)
+    candidate_sets = read_candidates(candidates) if candidates else None
+    _prepare_output(out, "--out")
     services = _services(ctx)
     options = services.pipeline.default_fusion
     if fusion:
         options = options.model_copy(update={"method": fusion})
-    query_rows = read_queries(queries)
-    candidate_sets = read_candidates(candidates) if candidates else None
-    with out.open("w", encoding="utf-8") as handle:
+    with _replaced_when_done(out) as handle:
         for query_id, text in tqdm(query_rows, desc="rank", unit="queries", file=sys.stderr):
             if candidate_sets is not None:
                 ids = candidate_sets.get(query_id, [])
@@ -289,6 +313,38 @@ def rank(
                 )
             write_run(handle, query_id, hits, tag)
     click.echo(f"wrote {out} ({len(query_rows)} queries)")
+
+
+def _prepare_output(path: Path | None, option: str) -> None:
+    """Create the output's directory now, so a bad path fails before the work, not after it."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot create the directory {path.parent}: {exc.strerror or exc}", param_hint=option
+        ) from exc
+
+
+@contextmanager
+def _replaced_when_done(path: Path) -> Iterator[TextIO]:
+    """Write to a temporary file beside ``path`` and rename it over ``path`` only on success,
+    so a failure halfway never leaves a truncated or clobbered file behind."""
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    ) as handle:
+        temporary = Path(handle.name)
+        try:
+            yield handle
+        except BaseException:
+            handle.close()
+            temporary.unlink(missing_ok=True)
+            raise
+    umask = os.umask(0)
+    os.umask(umask)
+    temporary.chmod(0o666 & ~umask)  # a temporary file is private (0600); the run gets the usual mode
+    temporary.replace(path)
 
 
 @main.command()
@@ -307,14 +363,28 @@ def _read_judgments(judgments: Path, queries: Path | None, grade_offset: float):
 
     judged = read_judgments(judgments, queries_path=queries, grade_offset=grade_offset)
     if not judged.scorable():
+        if queries:
+            raise click.ClickException(f"no judged query id of {judgments} has a query text in {queries}")
         raise click.ClickException(f"no judged query of {judgments} has a query text; pass --queries FILE")
     return judged
 
 
+class FiniteFloat(click.types.FloatParamType):
+    """A float that is not nan or inf (click's FloatRange lets nan through: it compares False)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 def _judgment_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    command = click.option("--grade-offset", type=float, default=0.0, show_default=True, help="Gain = grade - offset.")(
-        command
-    )
+    command = click.option(
+        "--grade-offset", type=FiniteFloat(), default=0.0, show_default=True, help="Gain = grade - offset."
+    )(command)
     command = click.option(
         "--queries", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV query_id,query."
     )(command)
@@ -470,7 +540,12 @@ def models_deactivate(ctx: click.Context) -> None:
 
 @main.command()
 @_judgment_options
-@click.option("--vs", "versus", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="TOML settings B.")
+@click.option(
+    "--vs",
+    "versus",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML settings B (reads A's data directory).",
+)
 @click.option("--k", type=click.IntRange(1, 100), default=10, show_default=True, help="Cutoff of the @k metrics.")
 @click.option("--depth", type=click.IntRange(1, 1000), default=100, show_default=True, help="Full-retrieval depth.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON report here.")
@@ -487,29 +562,40 @@ def evaluate(ctx: click.Context, judgments: Path, queries: Path | None, grade_of
     from tqdm import tqdm
 
     from relevance.comparison import compare
-    from relevance.offline import per_query_metrics, runs_for
+    from relevance.offline import per_query_metrics, runs_for, scored_queries
     from relevance.report import render_table, to_json, write_html
     from relevance.services import Services
 
     judged = _read_judgments(judgments, queries, grade_offset)
-    systems = [("A", _services(ctx))]
+    scored = scored_queries(judged)
+    skipped = _skipped_note(judged, judgments, queries)
+    if not scored:
+        raise click.ClickException(f"no judged query can be scored: {skipped}")
+    if skipped:
+        click.echo(f"skipped {skipped}", err=True)
+    _prepare_output(options["out"], "--out")
+    _prepare_output(options["html"], "--html")
+    settings_b = None
     if options["versus"]:
-        settings_b = load_settings(options["versus"])
+        # B's file describes a configuration; both systems read the data A reads.
+        settings_b = load_settings(options["versus"], data_dir=_settings(ctx).data_dir)
+    systems = [("A", _services(ctx))]
+    if settings_b is not None:
         services_b = Services.from_settings(settings_b)
         services_b.embedder = systems[0][1].embedder  # one model in memory for both
         services_b.pipeline.embedder = systems[0][1].embedder
         systems.append(("B", services_b))
     results = []
     for name, services in systems:
-        bar = tqdm(total=len(judged.scorable()), desc=f"system {name}", unit="queries", file=sys.stderr)
+        bar = tqdm(total=len(scored), desc=f"system {name}", unit="queries", file=sys.stderr)
         runs = runs_for(services.pipeline, judged, options["depth"], lambda _, bar=bar: bar.update(1))
         bar.close()
         results.append(per_query_metrics(runs, judged, options["k"]))
     comparison = compare(
-        _system_name(ctx, "A"),
+        _system_name("A", _settings(ctx)),
         results[0],
-        _system_name(ctx, "B", options["versus"]) if options["versus"] else None,
-        results[1] if options["versus"] else None,
+        _system_name("B", settings_b) if settings_b else None,
+        results[1] if settings_b else None,
         judged.queries,
         samples=options["samples"],
         headline=f"full:ndcg@{options['k']}",
@@ -523,8 +609,22 @@ def evaluate(ctx: click.Context, judgments: Path, queries: Path | None, grade_of
         click.echo(f"wrote {options['html']}")
 
 
-def _system_name(ctx: click.Context, label: str, config: Path | None = None) -> str:
-    settings = _settings(ctx) if config is None else load_settings(config)
+def _skipped_note(judged: Any, judgments: Path, queries: Path | None) -> str:
+    """Why judged queries go unscored, e.g. "3 of 6 judged queries: 2 ...; 1 ...", or "" when none is."""
+    from relevance.offline import skipped_queries
+
+    skipped = skipped_queries(judged)
+    where = f"in {queries}" if queries else f"in {judgments} (pass --queries FILE)"
+    reasons = {
+        "one grade": "with one grade for all judged products (the benchmark's rule: nothing to rank)",
+        "no text": f"with no query text {where}",
+    }
+    parts = [f"{len(qids)} {reasons[reason]}" for reason, qids in skipped.items() if qids]
+    total = sum(len(qids) for qids in skipped.values())
+    return f"{total} of {len(judged.gains)} judged queries: {'; '.join(parts)}" if parts else ""
+
+
+def _system_name(label: str, settings: Settings) -> str:
     model = "no model"
     if settings.rerank:
         from reranker.registry import ModelRegistry

@@ -35,7 +35,13 @@ __all__ = [
     "recall_at_k",
     "reciprocal_rank",
     "summarize",
+    "uniform",
 ]
+
+
+def uniform(judged_gains: Mapping[str, float]) -> bool:
+    """All judged products share one gain: every ranking scores the same, so the README's rule skips the query."""
+    return len(set(judged_gains.values())) < 2
 
 
 def _relevant(gain: float, threshold: float | None) -> bool:
@@ -172,7 +178,7 @@ def evaluate_run(
         names += (f"judged@{k}", f"condensed_ndcg@{k}")
     per_query: dict[str, dict[str, float]] = {name: {} for name in names}
     for qid, gains in judgments.items():
-        if skip_uniform and len(set(gains.values())) < 2:
+        if skip_uniform and uniform(gains):
             continue
         ranked = list(run.get(qid, ()))
         if len(set(ranked)) != len(ranked):

@@ -11,10 +11,23 @@ from collections.abc import Callable
 
 from relevance.filters import SearchFilters
 from relevance.judgments import JudgmentSet
-from relevance.metrics import evaluate_run
+from relevance.metrics import evaluate_run, uniform
 from relevance.pipeline import SearchPipeline
 
 MODES = ("judged", "full")
+
+
+def scored_queries(judged: JudgmentSet) -> list[str]:
+    """The query ids evaluation scores: judged, with a text, and not all one grade."""
+    return [qid for qid in judged.scorable() if not uniform(judged.gains[qid])]
+
+
+def skipped_queries(judged: JudgmentSet) -> dict[str, list[str]]:
+    """Judged query ids that are not scored, by reason: ``"one grade"`` and ``"no text"``."""
+    return {
+        "one grade": [qid for qid in judged.gains if uniform(judged.gains[qid])],
+        "no text": [qid for qid in judged.gains if qid not in judged.queries and not uniform(judged.gains[qid])],
+    }
 
 
 def runs_for(
@@ -25,7 +38,7 @@ def runs_for(
 ) -> dict[str, dict[str, list[str]]]:
     """mode -> query id -> ranked product ids."""
     runs: dict[str, dict[str, list[str]]] = {mode: {} for mode in MODES}
-    for done, qid in enumerate(judged.scorable(), start=1):
+    for done, qid in enumerate(scored_queries(judged), start=1):
         text, gains = judged.queries[qid], judged.gains[qid]
         runs["judged"][qid] = [hit.product_id for hit in pipeline.rank_candidates(text, list(gains))]
         hits = pipeline.ranked(text, SearchFilters(), depth=depth, candidates=max(pipeline.settings.candidates, depth))

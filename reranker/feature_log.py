@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from relevance.errors import CatalogError
 from relevance.pipeline import RerankDetail
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC
 
@@ -74,24 +75,49 @@ class FeatureLog:
 
 
 def read_feature_logs(source: Path) -> Iterator[LoggedRequest]:
-    """Every logged request under ``source`` (a file or a directory of them), in file order."""
+    """Every logged request under ``source`` (a file or a directory of them), in file order.
+
+    Raises:
+        CatalogError: a directory without ``*.jsonl`` files, or a line that is not a
+            logged request (naming the file and line).
+    """
     paths = sorted(source.glob("*.jsonl")) if source.is_dir() else [source]
+    if not paths:
+        raise CatalogError(f"no feature logs (*.jsonl) in {source}", field="feature_logs")
     for path in paths:
         with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                record = json.loads(line)
-                if record["feature_spec"] != FEATURE_SPEC:
-                    continue  # logged by a build with other features: not usable by this one
-                candidates = record["candidates"]
-                features = np.array(
-                    [[np.nan if v is None else v for v in c["features"]] for c in candidates], dtype=np.float64
-                ).reshape(len(candidates), len(FEATURE_NAMES))
-                scores = [c["score"] for c in candidates]
-                yield LoggedRequest(
-                    record["request_id"],
-                    record["query"],
-                    record["model_version"],
-                    [c["product_id"] for c in candidates],
-                    features,
-                    None if any(s is None for s in scores) else np.asarray(scores, dtype=np.float64),
-                )
+            try:
+                for number, line in enumerate(handle, start=1):
+                    if line.strip():
+                        logged = _logged_request(line, f"{path}:{number}")
+                        if logged is not None:
+                            yield logged
+            except UnicodeDecodeError as exc:
+                raise CatalogError(f"{path}: not UTF-8 text ({exc.reason})", field="feature_logs") from exc
+
+
+def _logged_request(line: str, where: str) -> LoggedRequest | None:
+    """One log line; None when it was logged by a build with other features (not usable by this one)."""
+    try:
+        record = json.loads(line)
+        if record["feature_spec"] != FEATURE_SPEC:
+            return None
+        candidates = record["candidates"]
+        features = np.array(
+            [[np.nan if v is None else v for v in c["features"]] for c in candidates], dtype=np.float64
+        ).reshape(len(candidates), len(FEATURE_NAMES))
+        scores = [c["score"] for c in candidates]
+        return LoggedRequest(
+            str(record["request_id"]),
+            str(record["query"]),
+            record["model_version"],
+            [str(c["product_id"]) for c in candidates],
+            features,
+            None if any(s is None for s in scores) else np.asarray(scores, dtype=np.float64),
+        )
+    except json.JSONDecodeError as exc:
+        raise CatalogError(f"{where}: not JSON ({exc.msg})", field="feature_logs") from exc
+    except KeyError as exc:
+        raise CatalogError(f"{where}: a feature log record lacks {exc.args[0]!r}", field="feature_logs") from exc
+    except (TypeError, ValueError) as exc:  # not an object, or features of the wrong shape or type
+        raise CatalogError(f"{where}: not a feature log record ({exc})", field="feature_logs") from exc

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from relevance.cli import main
 from relevance.errors import CatalogError
 from relevance.judgments import read_judgments
 
@@ -55,3 +57,78 @@ def test_bad_judgments_name_the_problem(tmp_path: Path, content: str, message: s
         read_judgments(path, grade_offset=1 if "offset" in (message or "") else 0)
     if message:
         assert message in error.value.detail
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("query_id,product_id,grade\n1,p1,2\n1,p2,nan\n", ":3: grade 'nan' is not a finite number"),
+        ("query_id,product_id,grade\n1,p1,inf\n", ":2: grade 'inf' is not a finite number"),
+        ("1 0 p1 -Infinity\n", ":1: grade '-Infinity' is not a finite number"),
+        ("query_id,product_id,grade\n1,p1,1e308\n", ":2: grade 1e308 is too high"),  # 2^gain overflows ERR
+        ("query_id,product_id,grade\n1,p1,1\n1,p2,0\n1,p1,0\n", ":4: product 'p1' of query '1' is graded again, differently (line 2)"),
+        ("query_id,product_id,grade\n1,,1\n", ":2: empty product id"),
+        ("query_id,product_id,grade\n ,p1,1\n", ":2: empty query id"),
+        ("query_id,query,product_id,grade\n1, ,p1,1\n", ":2: blank query text"),
+        ("grade,product_id,query_id\n1\n", ":2: row has 1 cell(s), the header 3"),  # was a traceback
+        ("query_id,product_id,grade\n1,p1,1,extra\n", ":2: row has 4 cell(s), the header 3"),
+        ("q1 0 p1 2 extra\n", ":1: looks like TREC qrels, but has 5 fields; a qrels line has 4"),
+    ],
+)  # fmt: skip
+def test_bad_lines_are_named_by_file_and_line(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(CatalogError) as error:
+        read_judgments(path)
+    assert error.value.detail.startswith(str(path)) and message in error.value.detail
+
+
+def test_an_identical_repeat_passes(tmp_path: Path) -> None:
+    path = tmp_path / "j.csv"
+    path.write_text("query_id,product_id,grade\n1,p1,2\n1,p2,0\n1,p1,2\n")
+    assert read_judgments(path).gains == {"1": {"p1": 2.0, "p2": 0.0}}
+
+
+def test_a_nan_or_infinite_grade_offset_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.csv"
+    path.write_text("query_id,product_id,grade\n1,p1,2\n")
+    for offset in (float("nan"), float("-inf")):
+        with pytest.raises(CatalogError, match="not a finite number"):
+            read_judgments(path, grade_offset=offset)
+
+
+def test_utf8_with_a_byte_order_mark_is_read_and_other_encodings_are_named(tmp_path: Path) -> None:
+    bom = tmp_path / "excel.csv"
+    bom.write_text("query_id,product_id,grade\n1,p1,2\n", encoding="utf-8-sig")  # as Excel saves CSV
+    assert read_judgments(bom).gains == {"1": {"p1": 2.0}}
+    latin = tmp_path / "latin1.csv"
+    latin.write_bytes("query_id,product_id,grade\n1,p1,2\n1,café,1\n".encode("latin-1"))
+    with pytest.raises(CatalogError, match=rf"^{latin}:3: not UTF-8"):
+        read_judgments(latin)
+
+
+# ------------------------------------------------------------------------ CLI (no index needed: refused up front)
+def test_cli_refuses_a_nan_grade_offset(tmp_path: Path) -> None:
+    judgments = tmp_path / "j.csv"
+    judgments.write_text("query_id,query,product_id,grade\n1,drill,p1,2\n1,drill,p2,1\n")
+    for command in ("evaluate", "train"):
+        result = CliRunner().invoke(
+            main, ["--data-dir", str(tmp_path), command, "--judgments", str(judgments), "--grade-offset", "nan"]
+        )
+        assert result.exit_code == 2 and "'nan' is not a finite number" in result.output, result.output
+
+
+def test_cli_evaluate_says_why_no_query_can_be_scored(tmp_path: Path) -> None:
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("1 0 p1 2\n1 0 p2 2\n2 0 p3 1\n2 0 p4 0\n")  # query 1: one grade for all; 2: no text
+    queries = tmp_path / "q.csv"
+    queries.write_text("query_id,query\n1,cordless drill\n3,claw hammer\n")
+    result = CliRunner().invoke(
+        main, ["--data-dir", str(tmp_path), "evaluate", "--judgments", str(qrels), "--queries", str(queries)]
+    )
+    assert result.exit_code == 1
+    assert (
+        "no judged query can be scored: 2 of 2 judged queries: 1 with one grade for all judged products"
+        in result.output
+    )
+    assert f"1 with no query text in {queries}" in result.output

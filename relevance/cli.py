@@ -430,11 +430,21 @@ def _registry(ctx: click.Context):
 @click.pass_context
 @_friendly_errors
 def models_list(ctx: click.Context) -> None:
-    """The saved model versions; * marks the active one."""
-    versions = _registry(ctx.find_root()).versions()
+    """The saved model versions; * marks the active one, ! one that cannot be read."""
+    from relevance.errors import ModelError
+
+    registry = _registry(ctx.find_root())
+    try:
+        registry.active_version()
+    except ModelError as exc:  # the versions are listed all the same; activating one repairs the pointer
+        click.echo(f"warning: {exc.detail}; `relevance models activate VERSION` writes a new one", err=True)
+    versions = registry.versions()
     if not versions:
         click.echo("no model trained yet (relevance train --judgments FILE)")
     for version in versions:
+        if version.problem:
+            click.echo(f"! {version.name}  unusable: {version.problem}")
+            continue
         marker = "*" if version.is_active else " "
         validation = version.meta.get("validation", {})
         scores = ", ".join(f"{k}={v}" for k, v in validation.items() if k.endswith(("_model", "_fused")))

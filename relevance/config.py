@@ -176,6 +176,11 @@ class Settings(BaseSettings):
         return self.data_dir / "catalog_stats"
 
     @property
+    def swap_history_path(self) -> Path:
+        """Which version was live before each of the alias's versions (indexer.history)."""
+        return self.data_dir / "index_history" / f"{self.index_alias}.json"
+
+    @property
     def model_root(self) -> Path:
         return self.data_dir / "rankers"
 

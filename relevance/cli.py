@@ -471,7 +471,7 @@ def models_list(ctx: click.Context) -> None:
     try:
         registry.active_version()
     except ModelError as exc:  # the versions are listed all the same; activating one repairs the pointer
-        click.echo(f"warning: {exc.detail}; `relevance models activate VERSION` writes a new one", err=True)
+        click.echo(f"warning: {exc.detail}", err=True)
     versions = registry.versions()
     if not versions:
         click.echo("no model trained yet (relevance train --judgments FILE)")

@@ -121,22 +121,26 @@ class ModelRegistry:
         except FileNotFoundError:  # never activated here: the bundled model, if any
             return {"version": DEFAULT_VERSION if self.bundled else None, "history": []}
         except (OSError, ValueError) as exc:
-            raise ModelError(f"the active-model pointer {self.active_path} is unreadable: {exc}") from exc
-        if not (
-            isinstance(pointer, dict)
-            and isinstance(pointer.get("version"), str | None)
-            and isinstance(pointer.get("history", []), list)
-            and all(isinstance(v, str) for v in pointer.get("history", []))
-        ):
-            raise ModelError(f"the active-model pointer {self.active_path} does not hold a version and its history")
-        return pointer
+            problem = f"is unreadable ({exc})"
+        else:
+            if (
+                isinstance(pointer, dict)
+                and isinstance(pointer.get("version"), str | None)
+                and isinstance(pointer.get("history", []), list)
+                and all(isinstance(v, str) for v in pointer.get("history", []))
+            ):
+                return pointer
+            problem = "does not hold a version and its history"
+        raise ModelError(
+            f"the active-model pointer {self.active_path} {problem}; `relevance models activate VERSION` writes a new one"
+        )
 
     def _pointer_to_replace(self) -> dict[str, Any]:
         """The pointer, or an empty one where it is unreadable: writing a new one repairs it."""
         try:
             return self._pointer()
-        except ModelError as exc:
-            log.warning("%s; writing a new one without the activation history", exc.detail)
+        except ModelError:
+            log.warning("replacing the unreadable %s; its activation history is lost", self.active_path)
             return {"version": None, "history": []}
 
     def active_version(self) -> str | None:

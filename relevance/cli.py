@@ -106,7 +106,7 @@ def reindex(ctx: click.Context, catalog: Path | None, rollback: bool, as_json: b
         given = ([str(catalog)] if catalog else []) + [_flag(name) for name in checks if _given(ctx, name)]
         if given:
             raise click.UsageError(f"--rollback takes no catalog and no other option; got {', '.join(given)}")
-        _rollback(ctx)
+        _rollback(ctx, as_json)
         return
     if catalog is None:
         raise click.UsageError("give a CATALOG to reindex, or --rollback")
@@ -170,12 +170,15 @@ def _print_report(report: Any, as_json: bool) -> None:
         click.echo(f"{report.summary['rejected']} rejected rows with reasons: {report.dead_letter_path}", err=True)
 
 
-def _rollback(ctx: click.Context) -> None:
+def _rollback(ctx: click.Context, as_json: bool) -> None:
     from indexer.history import SwapHistory, rollback
 
     settings = _settings(ctx)
     now, was = rollback(create_engine(settings), settings.index_alias, SwapHistory(settings.swap_history_path))
-    click.echo(f"{settings.index_alias} now serves {now} (was {was})")
+    if as_json:
+        click.echo(json.dumps({"alias": settings.index_alias, "version": now, "previous_version": was}, indent=2))
+    else:
+        click.echo(f"{settings.index_alias} now serves {now} (was {was})")
 
 
 def _index_with_progress(ctx: click.Context, catalog: Path, **checks: Any):

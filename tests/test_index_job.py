@@ -134,9 +134,9 @@ def test_cli_rollback_after_a_rollback_and_a_reindex_returns_to_the_version_live
     services.index_catalog(CATALOG)
     assert _cli(tmp_path, "reindex", "--rollback").exit_code == 0
     third = services.index_catalog(CATALOG).version  # replaced `first`, not the newer `second`
-    result = _cli(tmp_path, "reindex", "--rollback")
+    result = _cli(tmp_path, "reindex", "--rollback", "--json")
     assert result.exit_code == 0, result.output
-    assert f"now serves {first} (was {third})" in result.output
+    assert json.loads(result.output) == {"alias": "products", "version": first, "previous_version": third}
     assert services.engine.alias_target("products") == first
 
 

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from relevance.errors import ModelError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,13 @@ class ModelVersion:
     is_active: bool
     meta: dict[str, Any]
     problem: str | None = None  # why its metadata cannot be read
+
+
+class _Pointer(BaseModel):
+    """``active.json``: the served version (None: the fused order) and the ones active before it."""
+
+    version: str | None
+    history: list[str] = []
 
 
 def read_meta(version: str, directory: Path) -> dict[str, Any]:
@@ -117,20 +126,16 @@ class ModelRegistry:
 
     def _pointer(self) -> dict[str, Any]:
         try:
-            pointer = json.loads(self.active_path.read_text(encoding="utf-8"))
+            text = self.active_path.read_text(encoding="utf-8")
         except FileNotFoundError:  # never activated here: the bundled model, if any
             return {"version": DEFAULT_VERSION if self.bundled else None, "history": []}
         except (OSError, ValueError) as exc:
             problem = f"is unreadable ({exc})"
         else:
-            if (
-                isinstance(pointer, dict)
-                and isinstance(pointer.get("version"), str | None)
-                and isinstance(pointer.get("history", []), list)
-                and all(isinstance(v, str) for v in pointer.get("history", []))
-            ):
-                return pointer
-            problem = "does not hold a version and its history"
+            try:
+                return _Pointer.model_validate_json(text).model_dump()
+            except ValidationError as exc:
+                problem = f"is not a model pointer ({exc.errors()[0]['msg']})"
         raise ModelError(
             f"the active-model pointer {self.active_path} {problem}; `relevance models activate VERSION` writes a new one"
         )

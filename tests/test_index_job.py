@@ -184,3 +184,9 @@ def test_cli_gate_without_query_texts_is_refused_before_anything_is_embedded(tmp
     queries.write_text("query_id,query\nq2,drill\n")
     result = _cli(tmp_path, "reindex", str(CATALOG), "--gate", str(judgments), "--gate-queries", str(queries))
     assert result.exit_code == 2 and f"no judged query of {judgments} has a text in {queries}" in result.output
+
+
+def test_cli_gate_options_without_a_gate_are_refused(tmp_path: Path) -> None:
+    result = _cli(tmp_path, "reindex", str(CATALOG), "--gate-margin", "0.5", "--grade-offset", "1")
+    assert result.exit_code == 2 and "--gate-margin, --grade-offset without --gate" in result.output
+    assert not (tmp_path / "embedding_cache.sqlite3").exists()

@@ -18,6 +18,7 @@ from typing import Any
 
 from indexer.catalog import load_catalog
 from indexer.embedding_cache import EmbeddingCache, EmbeddingStats, embed_with_cache
+from indexer.history import SwapHistory
 from indexer.product import Product
 from indexer.product_text import product_text
 from relevance.embedder import PROBE_TEXT, Embedder
@@ -73,8 +74,12 @@ def run_index_job(
     progress: ProgressCallback | None = None,
     check: VersionCheck | None = None,
     catalog_stats_dir: Path | None = None,
+    history: SwapHistory | None = None,
 ) -> IndexReport:
-    """Build a new version of ``alias`` from ``catalog_path``, check it, and swap the alias onto it."""
+    """Build a new version of ``alias`` from ``catalog_path``, check it, and swap the alias onto it.
+
+    ``history`` records the swap, for ``reindex --rollback``.
+    """
     started = time.perf_counter()
     # Microseconds and the pid, opened exclusively: two jobs started together never share one file.
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -145,7 +150,9 @@ def run_index_job(
         if catalog_stats_dir is not None:
             remove_version_stats(catalog_stats_dir, version)
         raise
-    pruned = prune_versions(engine, alias, keep_versions)
+    if history is not None:
+        history.record(version, previous, {v.name for v in engine.list_versions(alias)})
+    pruned = prune_versions(engine, alias, keep_versions, rollback_target=previous)
     if catalog_stats_dir is not None:
         for name in pruned:
             remove_version_stats(catalog_stats_dir, name)
@@ -163,10 +170,11 @@ def _dead_letter_refused(path: Path, refused: list[tuple[str, str]], products: l
             handle.write(json.dumps({"line": None, "reason": f"engine refused: {reason}", "row": row}) + "\n")
 
 
-def prune_versions(engine: SearchEngine, alias: str, keep: int) -> list[str]:
-    """Drop the oldest versions beyond ``keep``; the live one is never dropped."""
+def prune_versions(engine: SearchEngine, alias: str, keep: int, rollback_target: str | None = None) -> list[str]:
+    """Drop the oldest versions beyond ``keep``; the live one is never dropped, and the
+    version a rollback would return to (not always the newest) goes last."""
     versions = sorted(engine.list_versions(alias), key=lambda v: v.name)
-    removable = [v for v in versions if not v.is_live]
+    removable = sorted((v for v in versions if not v.is_live), key=lambda v: (v.name == rollback_target, v.name))
     excess = len(versions) - keep
     dropped = []
     for version in removable[: max(excess, 0)]:

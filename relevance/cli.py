@@ -106,27 +106,61 @@ def index(ctx: click.Context, catalog: Path, as_json: bool) -> None:
 def reindex(ctx: click.Context, catalog: Path | None, rollback: bool, as_json: bool, **checks: Any) -> None:
     """Build a new version from CATALOG, check it, swap the alias (or --rollback)."""
     if rollback:
-        if catalog or checks["gate"]:
-            raise click.UsageError("--rollback takes no catalog and no gate")
-        _rollback(ctx)
+        # A rollback builds and checks nothing: an option it would ignore is refused, not dropped.
+        given = ([str(catalog)] if catalog else []) + [_flag(name) for name in checks if _given(ctx, name)]
+        if given:
+            raise click.UsageError(f"--rollback takes no catalog and no other option; got {', '.join(given)}")
+        _rollback(ctx, as_json)
         return
     if catalog is None:
         raise click.UsageError("give a CATALOG to reindex, or --rollback")
+    # Every input is read and checked here, before anything is embedded or built.
     smoke = None
     if checks["smoke_queries"]:
-        from relevance.trec import read_queries
-
-        smoke = [text for _, text in read_queries(checks["smoke_queries"])]
+        smoke = _smoke_queries(checks["smoke_queries"])
     gate = None
     if checks["gate"]:
-        from indexer.checks import JudgmentGate
-        from relevance.judgments import read_judgments
-
-        judged = read_judgments(
-            checks["gate"], queries_path=checks["gate_queries"], grade_offset=checks["grade_offset"]
-        )
-        gate = JudgmentGate(judged.queries, judged.gains, margin=checks["gate_margin"])
+        gate = _gate(checks["gate"], checks["gate_queries"], checks["gate_margin"], checks["grade_offset"])
+    else:
+        unused = [_flag(name) for name in ("gate_queries", "gate_margin", "grade_offset") if _given(ctx, name)]
+        if unused:
+            raise click.UsageError(f"{', '.join(unused)} without --gate JUDGMENTS would be ignored")
     _print_report(_index_with_progress(ctx, catalog, smoke_queries=smoke, gate=gate), as_json)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def _smoke_queries(path: Path) -> list[str]:
+    from relevance.trec import read_queries
+
+    rows = read_queries(path)
+    if not rows:  # a header alone would switch the check off
+        raise click.BadParameter(f"{path} holds no query", param_hint="--smoke-queries")
+    for line, (query_id, text) in enumerate(rows, start=2):
+        if not text.strip():
+            raise click.BadParameter(f"{path}:{line}: query {query_id!r} is blank", param_hint="--smoke-queries")
+    return [text for _, text in rows]
+
+
+def _gate(judgments: Path, queries: Path | None, margin: float, grade_offset: float):
+    from indexer.checks import JudgmentGate
+    from relevance.judgments import read_judgments
+
+    judged = read_judgments(judgments, queries_path=queries, grade_offset=grade_offset)
+    if not judged.scorable():
+        problem = (
+            f"no judged query of {judgments} has a text in {queries}"
+            if queries
+            else f"{judgments} gives no query text, only ids; pass --gate-queries FILE (query_id,query)"
+        )
+        raise click.BadParameter(problem, param_hint="--gate")
+    return JudgmentGate(judged.queries, judged.gains, margin=margin)
 
 
 def _print_report(report: Any, as_json: bool) -> None:
@@ -140,16 +174,15 @@ def _print_report(report: Any, as_json: bool) -> None:
         click.echo(f"{report.summary['rejected']} rejected rows with reasons: {report.dead_letter_path}", err=True)
 
 
-def _rollback(ctx: click.Context) -> None:
+def _rollback(ctx: click.Context, as_json: bool) -> None:
+    from indexer.history import SwapHistory, rollback
+
     settings = _settings(ctx)
-    engine = create_engine(settings)
-    versions = sorted(engine.list_versions(settings.index_alias), key=lambda v: v.name)
-    live = [i for i, version in enumerate(versions) if version.is_live]
-    if not live or live[0] == 0:
-        raise click.ClickException(f"no earlier version of {settings.index_alias!r} is kept to roll back to")
-    previous = versions[live[0] - 1].name
-    engine.swap_alias(settings.index_alias, previous)
-    click.echo(f"{settings.index_alias} now serves {previous} (was {versions[live[0]].name})")
+    now, was = rollback(create_engine(settings), settings.index_alias, SwapHistory(settings.swap_history_path))
+    if as_json:
+        click.echo(json.dumps({"alias": settings.index_alias, "version": now, "previous_version": was}, indent=2))
+    else:
+        click.echo(f"{settings.index_alias} now serves {now} (was {was})")
 
 
 def _index_with_progress(ctx: click.Context, catalog: Path, **checks: Any):
@@ -353,7 +386,11 @@ def _replaced_when_done(path: Path) -> Iterator[TextIO]:
 def versions(ctx: click.Context) -> None:
     """List the index versions kept for the alias (the live one is marked)."""
     services = _services(ctx)
-    for version in services.engine.list_versions(services.settings.index_alias):
+    alias = services.settings.index_alias
+    kept = services.engine.list_versions(alias)
+    if not kept:
+        click.echo(f"no version of {alias!r} is kept (relevance index CATALOG builds one)")
+    for version in kept:
         marker = "*" if version.is_live else " "
         click.echo(f"{marker} {version.name}  {version.count:>8} products  created {version.created_at}")
 
@@ -500,11 +537,21 @@ def _registry(ctx: click.Context):
 @click.pass_context
 @_friendly_errors
 def models_list(ctx: click.Context) -> None:
-    """The saved model versions; * marks the active one."""
-    versions = _registry(ctx.find_root()).versions()
+    """The saved model versions; * marks the active one, ! one that cannot be read."""
+    from relevance.errors import ModelError
+
+    registry = _registry(ctx.find_root())
+    try:
+        registry.active_version()
+    except ModelError as exc:  # the versions are listed all the same; activating one repairs the pointer
+        click.echo(f"warning: {exc.detail}", err=True)
+    versions = registry.versions()
     if not versions:
         click.echo("no model trained yet (relevance train --judgments FILE)")
     for version in versions:
+        if version.problem:
+            click.echo(f"! {version.name}  unusable: {version.problem}")
+            continue
         marker = "*" if version.is_active else " "
         validation = version.meta.get("validation", {})
         scores = ", ".join(f"{k}={v}" for k, v in validation.items() if k.endswith(("_model", "_fused")))

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 from relevance.errors import ConfigError
+from reranker.registry import MODEL_FILE
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 PRODUCT_TEXT_FIELDS = ("title", "brand", "category", "description")
@@ -145,6 +146,19 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a non-empty list drawn from {list(PRODUCT_TEXT_FIELDS)}; got {fields}")
         return fields
 
+    @field_validator("default_model", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value  # TOML and the environment have no None
+
+    @field_validator("default_model")
+    @classmethod
+    def _model_directory(cls, path: Path | None) -> Path | None:
+        # Checked at load: the registry would otherwise take a wrong path for "no bundled model".
+        if path is not None and not (path / MODEL_FILE).is_file():
+            raise ValueError(f"{path} is not a model directory (it has no {MODEL_FILE}); empty for no bundled model")
+        return path
+
     @property
     def index_root(self) -> Path:
         return self.data_dir / "indexes"
@@ -162,6 +176,11 @@ class Settings(BaseSettings):
         return self.data_dir / "catalog_stats"
 
     @property
+    def swap_history_path(self) -> Path:
+        """Which version was live before each of the alias's versions (indexer.history)."""
+        return self.data_dir / "index_history" / f"{self.index_alias}.json"
+
+    @property
     def model_root(self) -> Path:
         return self.data_dir / "rankers"
 
@@ -170,11 +189,45 @@ class Settings(BaseSettings):
         return self.data_dir / "feature_logs"
 
 
+# RELEVANCE_* variables that are not settings: the config file's path, the engine
+# downloads' cache (scripts/engines.py) and the test suite's server URLs.
+NON_SETTING_VARIABLES = frozenset({"RELEVANCE_CONFIG_FILE", "RELEVANCE_ENGINES_HOME"})
+NON_SETTING_PREFIXES = ("RELEVANCE_TEST_",)
+
+
+def _setting_variables() -> set[str]:
+    names = set()
+    for name, info in Settings.model_fields.items():
+        names.add(f"RELEVANCE_{name.upper()}")
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            names.update(f"RELEVANCE_{name.upper()}__{sub.upper()}" for sub in info.annotation.model_fields)
+    return names
+
+
+def _unknown_variables() -> list[str]:
+    """pydantic-settings ignores prefixed variables that match no setting; a typo must not."""
+    known = _setting_variables() | NON_SETTING_VARIABLES
+    return sorted(
+        name
+        for name in os.environ
+        if name.upper().startswith("RELEVANCE_")
+        and name.upper() not in known
+        and not name.upper().startswith(NON_SETTING_PREFIXES)
+    )
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build settings from defaults, a TOML file, the environment and explicit overrides.
 
-    Raises ConfigError naming the bad key and what it must be.
+    Raises ConfigError naming every bad key (or environment variable) and what it must be.
     """
+    unknown = _unknown_variables()
+    if unknown:
+        raise ConfigError(
+            f"unknown environment variable(s) {', '.join(unknown)}: no such setting"
+            " (settings are RELEVANCE_<NAME>, nested ones RELEVANCE_<NAME>__<KEY>)",
+            field=unknown[0],
+        )
     path = config_file or os.environ.get("RELEVANCE_CONFIG_FILE")
     if path and not Path(path).is_file():
         raise ConfigError(f"config file {path} does not exist", field="config_file")
@@ -191,8 +244,12 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     try:
         return FileBackedSettings(**overrides) if path else Settings(**overrides)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "settings"
-        raise ConfigError(f"invalid setting {key!r}: {first['msg']}", field=key) from exc
+        problems = [
+            (".".join(str(part) for part in error["loc"]) or "settings", error["msg"]) for error in exc.errors()
+        ]
+        detail = "; ".join(f"{key!r}: {message}" for key, message in problems)
+        raise ConfigError(f"invalid setting{'s' if len(problems) > 1 else ''} {detail}", field=problems[0][0]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}", field="config_file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text: {exc}", field="config_file") from exc

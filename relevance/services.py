@@ -7,6 +7,7 @@ from pathlib import Path
 
 from indexer.checks import JudgmentGate, VersionChecks
 from indexer.embedding_cache import EmbeddingCache
+from indexer.history import SwapHistory
 from indexer.job import IndexReport, ProgressCallback, run_index_job
 from relevance.config import Settings
 from relevance.embedder import Embedder
@@ -76,6 +77,7 @@ class Services:
                 progress=progress,
                 check=check,
                 catalog_stats_dir=self.settings.catalog_stats_dir,
+                history=SwapHistory(self.settings.swap_history_path),
             )
         finally:
             cache.close()

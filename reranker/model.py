@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from relevance.errors import ModelError
 from reranker.compiled import CompiledTrees
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC
 from reranker.judged_categories import CATEGORIES_FILE, EMPTY, JudgedCategories
-from reranker.registry import META_FILE, MODEL_FILE, model_checksum
+from reranker.registry import MODEL_FILE, model_checksum, read_meta
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
@@ -123,8 +122,12 @@ class RankerModel:
     @classmethod
     def load(cls, version: str, directory: Path) -> RankerModel:
         """A saved version: its model file, metadata and judged-category table, each checked."""
-        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-        model = cls.from_text(version, (directory / MODEL_FILE).read_text(encoding="utf-8"), meta)
+        meta = read_meta(version, directory)
+        try:
+            text = (directory / MODEL_FILE).read_text(encoding="utf-8")
+        except (OSError, ValueError) as exc:  # missing, or not text at all
+            raise ModelError(f"model {version}'s {directory / MODEL_FILE} is unreadable: {exc}") from exc
+        model = cls.from_text(version, text, meta)
         expected = meta.get("judged_categories_sha256")
         if expected is None:
             raise ModelError(f"model {version} has no judged-category table (trained by an older build)")

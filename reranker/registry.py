@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from relevance.errors import NotFoundError
+from pydantic import BaseModel, ValidationError
 
+from relevance.errors import ModelError, NotFoundError
+
+log = logging.getLogger(__name__)
 MODEL_FILE, META_FILE, ACTIVE_FILE = "model.txt", "meta.json", "active.json"
 
 
@@ -27,6 +31,28 @@ class ModelVersion:
     created_at: str
     is_active: bool
     meta: dict[str, Any]
+    problem: str | None = None  # why its metadata cannot be read
+
+
+class _Pointer(BaseModel):
+    """``active.json``: the served version (None: the fused order) and the ones active before it."""
+
+    version: str | None
+    history: list[str] = []
+
+
+def read_meta(version: str, directory: Path) -> dict[str, Any]:
+    """A version's metadata; ModelError naming the file when it is missing or unreadable."""
+    path = directory / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"model {version} has no {path} (an interrupted save)", field="version") from None
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or not JSON
+        raise ModelError(f"model {version}'s {path} is unreadable: {exc}", field="version") from exc
+    if not isinstance(meta, dict):
+        raise ModelError(f"model {version}'s {path} does not hold a JSON object", field="version")
+    return meta
 
 
 def model_checksum(model_text: str) -> str:
@@ -76,32 +102,70 @@ class ModelRegistry:
         _atomic_write(directory / META_FILE, json.dumps(meta, indent=2))
         return version
 
+    def names(self) -> list[str]:
+        """Every version: the bundled one, then each directory under the root (readable or not)."""
+        found = [DEFAULT_VERSION] if self.bundled is not None else []
+        if self.root.is_dir():
+            found += sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        return found
+
     def versions(self) -> list[ModelVersion]:
-        active = self.active_version()
+        """Every version with its metadata; one that cannot be read is listed with its problem."""
+        try:
+            active = self.active_version()
+        except ModelError:  # the versions are still worth listing; the pointer's problem is its own
+            active = None
         found = []
-        if self.bundled is not None:
-            meta = json.loads((self.bundled / META_FILE).read_text(encoding="utf-8"))
-            found.append(ModelVersion(DEFAULT_VERSION, meta.get("created_at", ""), active == DEFAULT_VERSION, meta))
-        for meta_path in sorted(self.root.glob(f"*/{META_FILE}")):
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            name = meta_path.parent.name
-            found.append(ModelVersion(name, meta.get("created_at", ""), name == active, meta))
+        for name in self.names():
+            try:
+                meta, problem = read_meta(name, self.model_dir(name)), None
+            except ModelError as exc:
+                meta, problem = {}, exc.detail
+            found.append(ModelVersion(name, str(meta.get("created_at", "")), name == active, meta, problem))
         return found
 
     def _pointer(self) -> dict[str, Any]:
         try:
-            return json.loads(self.active_path.read_text(encoding="utf-8"))
+            text = self.active_path.read_text(encoding="utf-8")
         except FileNotFoundError:  # never activated here: the bundled model, if any
             return {"version": DEFAULT_VERSION if self.bundled else None, "history": []}
+        except (OSError, ValueError) as exc:
+            problem = f"is unreadable ({exc})"
+        else:
+            try:
+                return _Pointer.model_validate_json(text).model_dump()
+            except ValidationError as exc:
+                problem = f"is not a model pointer ({exc.errors()[0]['msg']})"
+        raise ModelError(
+            f"the active-model pointer {self.active_path} {problem}; `relevance models activate VERSION` writes a new one"
+        )
+
+    def _pointer_to_replace(self) -> dict[str, Any]:
+        """The pointer, or an empty one where it is unreadable: writing a new one repairs it."""
+        try:
+            return self._pointer()
+        except ModelError:
+            log.warning("replacing the unreadable %s; its activation history is lost", self.active_path)
+            return {"version": None, "history": []}
 
     def active_version(self) -> str | None:
         return self._pointer().get("version")
 
     def activate(self, version: str) -> str | None:
-        """Make ``version`` the served model; returns the one it replaces."""
-        if not (self.model_dir(version) / MODEL_FILE).is_file():
-            raise NotFoundError(f"no model version {version!r} under {self.root}", field="version")
-        pointer = self._pointer()
+        """Make ``version`` the served model; returns the one it replaces.
+
+        Only a version of this registry (not a path) whose files load and match this
+        build's features is activated; otherwise ModelError says why.
+        """
+        if version not in self.names():
+            raise NotFoundError(f"no model version {version!r} under {self.root} (see models list)", field="version")
+        from reranker.model import RankerModel  # here: reranker.model imports this module
+
+        try:
+            RankerModel.load(version, self.model_dir(version))
+        except ModelError as exc:
+            raise ModelError(f"not activated: {exc.detail}", field="version") from exc
+        pointer = self._pointer_to_replace()
         previous = pointer.get("version")
         history = (
             [*pointer.get("history", []), previous] if previous and previous != version else pointer.get("history", [])
@@ -128,7 +192,7 @@ class ModelRegistry:
         return previous
 
     def deactivate(self) -> None:
-        pointer = self._pointer()
+        pointer = self._pointer_to_replace()
         if pointer.get("version"):
             history = [*pointer.get("history", []), pointer["version"]]
             _atomic_write(self.active_path, json.dumps({"version": None, "history": history[-20:]}))

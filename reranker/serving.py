@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from relevance.errors import ModelError
 from relevance.served_version import PerVersion, ServedVersion
 from reranker.catalog_stats import CatalogStats, stats_path
 from reranker.compiled import TreeCompiler
@@ -118,8 +119,8 @@ class Reranker:
     def _load(self) -> tuple[RankerModel | None, RerankerStatus]:
         try:
             version = self.registry.active_version()
-        except (OSError, ValueError) as exc:
-            return None, self._degraded(None, f"cannot read the active-model pointer: {exc}")
+        except ModelError as exc:
+            return None, self._degraded(None, exc.detail)
         if version is None:
             return None, RerankerStatus("off", None)
         try:

@@ -55,3 +55,50 @@ def test_missing_or_broken_config_file(tmp_path: Path) -> None:
     broken.write_text("fusion = ")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(broken)
+
+
+def test_a_misspelt_environment_variable_fails_naming_every_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELEVANCE_FUSOIN", "linear")
+    monkeypatch.setenv("RELEVANCE_FIELD_BOOSTS__TITEL", "4")
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert "RELEVANCE_FUSOIN" in error.value.detail and "RELEVANCE_FIELD_BOOSTS__TITEL" in error.value.detail
+
+
+def test_variables_under_the_prefix_that_are_not_settings_still_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "relevance.toml"
+    config.write_text('fusion = "linear"\n')
+    monkeypatch.setenv("RELEVANCE_CONFIG_FILE", str(config))
+    monkeypatch.setenv("RELEVANCE_TEST_OPENSEARCH_URL", "http://127.0.0.1:9")  # the test suite's (.ci/run)
+    monkeypatch.setenv("RELEVANCE_ENGINES_HOME", str(tmp_path))  # scripts/engines.py's download cache
+    monkeypatch.setenv("RELEVANCE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("relevance_rrf_k", "7")  # settings' variables are case-insensitive
+    settings = load_settings()
+    assert settings.fusion == "linear" and settings.data_dir == tmp_path and settings.rrf_k == 7
+
+
+def test_every_invalid_key_of_a_file_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "relevance.toml"
+    config.write_text("fusoin = 'rrf'\nwindow = -1\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(config)
+    assert "'fusoin'" in error.value.detail and "'window'" in error.value.detail
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "latin1.toml"
+    config.write_bytes('fusion = "rrf" # café\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8") as error:
+        load_settings(config)
+    assert str(config) in error.value.detail
+
+
+def test_default_model_must_be_a_model_directory_or_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(default_model=tmp_path / "nonexistent")
+    assert error.value.field == "default_model" and str(tmp_path / "nonexistent") in error.value.detail
+    assert load_settings(default_model=None).default_model is None
+    monkeypatch.setenv("RELEVANCE_DEFAULT_MODEL", "")  # "empty for none", as the README says
+    assert load_settings().default_model is None

@@ -151,3 +151,77 @@ def test_cli_rollback_points_the_alias_at_the_previous_version(tmp_path: Path, e
     assert services.engine.alias_target("products") == first and second in result.output
     again = runner.invoke(main, ["--data-dir", str(tmp_path), "reindex", "--rollback"])
     assert again.exit_code != 0 and "no earlier version" in again.output
+
+
+def _cli(data_dir: Path, *args: str):
+    from click.testing import CliRunner
+
+    from relevance.cli import main
+
+    return CliRunner().invoke(main, ["--data-dir", str(data_dir), *args])
+
+
+def test_cli_rollback_after_a_rollback_and_a_reindex_returns_to_the_version_live_before(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    services = make_services(tmp_path, embedder)
+    first = services.index_catalog(CATALOG).version
+    services.index_catalog(CATALOG)
+    assert _cli(tmp_path, "reindex", "--rollback").exit_code == 0
+    third = services.index_catalog(CATALOG).version  # replaced `first`, not the newer `second`
+    result = _cli(tmp_path, "reindex", "--rollback", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"alias": "products", "version": first, "previous_version": third}
+    assert services.engine.alias_target("products") == first
+
+
+def test_cli_rollback_refuses_options_it_would_ignore(tmp_path: Path, embedder: Embedder) -> None:
+    services = make_services(tmp_path, embedder)
+    services.index_catalog(CATALOG)
+    live = services.index_catalog(CATALOG).version
+    smoke = tmp_path / "smoke.csv"
+    smoke.write_text("query_id,query\n1,drill\n")
+    for options in (["--gate-margin", "5"], ["--smoke-queries", str(smoke)], [str(CATALOG)]):
+        result = _cli(tmp_path, "reindex", "--rollback", *options)
+        assert result.exit_code == 2 and "--rollback takes no catalog and no other option" in result.output
+        assert options[0] in result.output
+    assert services.engine.alias_target("products") == live
+
+
+def test_cli_versions_says_when_no_version_is_kept(tmp_path: Path) -> None:
+    result = _cli(tmp_path, "versions")
+    assert result.exit_code == 0 and "no version of 'products' is kept" in result.output
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [("", "holds no query"), ("1,cordless drill\n2,\n", ":3: query '2' is blank")],
+)
+def test_cli_smoke_queries_file_without_queries_or_with_a_blank_one_is_refused(
+    tmp_path: Path, embedder: Embedder, rows: str, message: str
+) -> None:
+    services = make_services(tmp_path, embedder)
+    live = services.index_catalog(CATALOG).version
+    smoke = tmp_path / "smoke.csv"
+    smoke.write_text("query_id,query\n" + rows)
+    result = _cli(tmp_path, "reindex", str(CATALOG), "--smoke-queries", str(smoke))
+    assert result.exit_code == 2 and message in result.output and str(smoke) in result.output
+    assert [v.name for v in services.engine.list_versions("products")] == [live]
+
+
+def test_cli_gate_without_query_texts_is_refused_before_anything_is_embedded(tmp_path: Path) -> None:
+    judgments = tmp_path / "judgments.csv"
+    judgments.write_text("query_id,product_id,grade\nq1,d1,2\n")
+    result = _cli(tmp_path, "reindex", str(CATALOG), "--gate", str(judgments))
+    assert result.exit_code == 2 and "pass --gate-queries FILE" in result.output
+    assert not (tmp_path / "embedding_cache.sqlite3").exists(), "refused before embedding"
+    queries = tmp_path / "queries.csv"
+    queries.write_text("query_id,query\nq2,drill\n")
+    result = _cli(tmp_path, "reindex", str(CATALOG), "--gate", str(judgments), "--gate-queries", str(queries))
+    assert result.exit_code == 2 and f"no judged query of {judgments} has a text in {queries}" in result.output
+
+
+def test_cli_gate_options_without_a_gate_are_refused(tmp_path: Path) -> None:
+    result = _cli(tmp_path, "reindex", str(CATALOG), "--gate-margin", "0.5", "--grade-offset", "1")
+    assert result.exit_code == 2 and "--gate-margin, --grade-offset without --gate" in result.output
+    assert not (tmp_path / "embedding_cache.sqlite3").exists()

@@ -136,3 +136,74 @@ def test_an_interrupted_reindex_keeps_the_live_index_and_a_rerun_works(engine_se
     assert [v.name for v in real_engine.list_versions(alias)] == [live]
     rerun = services.index_catalog(CATALOG)
     assert real_engine.alias_target(alias) == rerun.version and rerun.previous_version == live
+
+
+def test_rollback_returns_to_the_version_live_before_the_current_one(engine_services) -> None:
+    from indexer.history import SwapHistory, rollback
+    from relevance.errors import NotFoundError
+
+    _, services = engine_services
+    alias, engine = services.settings.index_alias, services.engine
+    history = SwapHistory(services.settings.swap_history_path)
+    first = services.index_catalog(CATALOG).version
+    second = services.index_catalog(CATALOG).version
+    assert rollback(engine, alias, history) == (first, second)
+    third = services.index_catalog(CATALOG).version  # built while `first` was live
+    assert third > second, "by name, `second` comes before it"
+    assert rollback(engine, alias, history) == (first, third)
+    assert engine.alias_target(alias) == first
+    with pytest.raises(NotFoundError, match="no earlier version"):
+        rollback(engine, alias, history)
+    assert engine.alias_target(alias) == first
+
+
+def test_rollback_refuses_when_the_version_live_before_is_no_longer_kept(engine_services) -> None:
+    from indexer.history import SwapHistory, rollback
+    from relevance.errors import NotFoundError
+
+    _, services = engine_services
+    alias, engine = services.settings.index_alias, services.engine
+    first = services.index_catalog(CATALOG).version
+    second = services.index_catalog(CATALOG).version
+    services.engine.drop_version(first)  # pruned, or dropped by hand
+    with pytest.raises(NotFoundError, match=f"{first}, the version live before {second}, is no longer kept"):
+        rollback(engine, alias, SwapHistory(services.settings.swap_history_path))
+    assert engine.alias_target(alias) == second
+
+
+def test_pruning_keeps_the_version_a_rollback_returns_to(engine_services) -> None:
+    _, services = engine_services
+    alias = services.settings.index_alias
+    services.settings.keep_versions = 2
+    first = services.index_catalog(CATALOG).version
+    second = services.index_catalog(CATALOG).version
+    services.engine.swap_alias(alias, first)  # as a rollback does
+    third = services.index_catalog(CATALOG)
+    assert third.previous_version == first and third.pruned == [second]
+    assert {v.name for v in services.engine.list_versions(alias)} == {first, third.version}
+
+
+def test_a_title_that_analysis_empties_is_no_smoke_query_and_does_not_refuse_the_job(
+    engine_services, tmp_path: Path
+) -> None:
+    import json
+
+    _, services = engine_services
+    rows = [json.loads(line) for line in CATALOG.read_text().splitlines()]
+    rows[0]["title"], rows[8]["title"] = "!!!", "the"  # valid products, but no term survives analysis
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    report = services.index_catalog(odd)
+    assert report.summary["indexed"] == len(rows)
+    assert report.checks["smoke"]["queries"] == 5 and report.checks["smoke"]["empty"] == []
+    assert services.engine.alias_target(services.settings.index_alias) == report.version
+
+
+def test_given_smoke_queries_must_be_some_and_none_blank(engine_services) -> None:
+    from relevance.errors import CatalogError
+
+    _, services = engine_services
+    for queries in ([], ["cordless drill", "  "]):
+        with pytest.raises(CatalogError, match="smoke query"):
+            services.index_catalog(CATALOG, smoke_queries=queries)
+    assert services.engine.list_versions(services.settings.index_alias) == [], "refused before building"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from indexer.catalog import load_catalog
 from indexer.product import Product
 from relevance.api import create_app
 from relevance.embedder import Embedder
-from relevance.errors import NotFoundError
+from relevance.errors import ModelError, NotFoundError
 from relevance.filters import SearchFilters
 from relevance.judgments import JudgmentSet, read_judgments
 from relevance.services import Services
@@ -405,7 +406,9 @@ def test_a_broken_model_falls_back_to_the_fused_order_and_reports_degraded(
         categories_file.unlink()
     client = create_app(services=ltr_services).test_client()
     fused = client.get("/search?q=cordless+drill&rerank=false").get_json()
-    registry.activate(broken)
+    # Activation refuses a broken model, so this one broke while active: the pointer names it.
+    registry.active_path.parent.mkdir(parents=True, exist_ok=True)
+    registry.active_path.write_text(json.dumps({"version": broken, "history": []}))
     try:
         with caplog.at_level(logging.ERROR, logger="reranker.serving"):
             first = client.get("/search?q=cordless+drill").get_json()
@@ -568,3 +571,100 @@ def test_a_model_trained_on_the_catalog_records_the_fields_it_saw(ltr_services: 
     assert model.unfit_for({"brand": 1.0, "category": 1.0, "description": 1.0}) is None
     older = RankerModel(model.version, model.booster, {**meta, "training": {"queries": 3}})
     assert older.unfit_for({"category": 1.0}) is None, "models from before coverage was recorded are not judged"
+
+
+# ------------------------------------------------------------ model registry
+def _pointer(registry: ModelRegistry) -> str | None:
+    return registry.active_path.read_text() if registry.active_path.exists() else None
+
+
+def test_activate_takes_only_a_version_of_the_registry_not_a_path(ltr_services: Services, trained: str) -> None:
+    from relevance.config import BUNDLED_MODEL
+
+    registry = ltr_services.pipeline.reranker.registry
+    before = _pointer(registry)
+    for path in (f"../{registry.root.name}/{trained}", str(registry.model_dir(trained)), str(BUNDLED_MODEL), ".."):
+        with pytest.raises(NotFoundError, match="no model version"):
+            registry.activate(path)
+    assert _pointer(registry) == before
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("garbage", "checksum"),
+        ("no meta", "meta.json (an interrupted save)"),
+        ("meta not json", "meta.json is unreadable"),
+        ("features", "other features"),
+        ("no categories", "judged_categories.json is missing"),
+    ],
+)
+def test_activate_refuses_a_broken_model_with_the_reason(
+    ltr_services: Services, trained: str, damage: str, reason: str, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from relevance.cli import main
+
+    registry = ltr_services.pipeline.reranker.registry
+    broken = resave(registry, trained)
+    directory = registry.model_dir(broken)
+    if damage == "garbage":
+        (directory / "model.txt").write_text("tree\nnot a model\n")
+    elif damage == "no meta":
+        (directory / "meta.json").unlink()
+    elif damage == "meta not json":
+        (directory / "meta.json").write_text("{not json")
+    elif damage == "features":
+        meta = json.loads((directory / "meta.json").read_text())
+        (directory / "meta.json").write_text(json.dumps({**meta, "features": {"title_coverage": 1}}))
+    else:
+        (directory / CATEGORIES_FILE).unlink()
+    before = _pointer(registry)
+    with pytest.raises(ModelError, match=re.escape(reason)):
+        registry.activate(broken)
+    result = CliRunner().invoke(main, ["--data-dir", str(ltr_services.settings.data_dir), "models", "activate", broken])
+    assert result.exit_code == 1 and f"not activated: model {broken}" in result.output
+    assert reason in result.output and _pointer(registry) == before
+
+
+def test_models_list_shows_an_unreadable_version_and_goes_on(ltr_services: Services, trained: str) -> None:
+    from click.testing import CliRunner
+
+    from relevance.cli import main
+
+    registry = ltr_services.pipeline.reranker.registry
+    corrupt, interrupted = resave(registry, trained), resave(registry, trained)
+    (registry.model_dir(corrupt) / "meta.json").write_text("{not json")
+    (registry.model_dir(interrupted) / "meta.json").unlink()
+    result = CliRunner().invoke(main, ["--data-dir", str(ltr_services.settings.data_dir), "models", "list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith(f"! {corrupt}") and "meta.json is unreadable" in line for line in lines)
+    assert any(line.startswith(f"! {interrupted}") and "interrupted save" in line for line in lines)
+    assert any(trained in line and not line.startswith("!") for line in lines), "the readable ones are listed"
+
+
+@pytest.mark.parametrize("pointer", ["{not json", "[]", '{"version": 3}'])
+def test_a_corrupt_active_pointer_is_named_and_activate_repairs_it(
+    ltr_services: Services, trained: str, pointer: str
+) -> None:
+    from click.testing import CliRunner
+
+    from relevance.cli import main
+
+    registry = ltr_services.pipeline.reranker.registry
+    registry.root.mkdir(parents=True, exist_ok=True)
+    registry.active_path.write_text(pointer)
+    runner, base = CliRunner(), ["--data-dir", str(ltr_services.settings.data_dir), "models"]
+    try:
+        listed = runner.invoke(main, [*base, "list"])
+        assert listed.exit_code == 0 and str(registry.active_path) in listed.output and trained in listed.output
+        back = runner.invoke(main, [*base, "rollback"])
+        assert back.exit_code == 1 and str(registry.active_path) in back.output
+        assert ltr_services.pipeline.reranker.status().state == "degraded", "serving copes"
+        fixed = runner.invoke(main, [*base, "activate", trained])
+        assert fixed.exit_code == 0 and f"active model: {trained}" in fixed.output
+        assert registry.active_version() == trained
+    finally:
+        registry.deactivate()

@@ -37,6 +37,9 @@ class SwapHistory:
     def previous(self, version: str) -> str | None:
         return self._read().get(version)
 
+    def knows(self, version: str) -> bool:
+        return version in self._read()
+
     def record(self, version: str, previous: str | None, kept: set[str]) -> None:
         """``version`` went live, replacing ``previous``; versions no longer kept are forgotten."""
         try:
@@ -55,12 +58,18 @@ def rollback(engine: SearchEngine, alias: str, history: SwapHistory) -> tuple[st
     """Point ``alias`` back at the version that was live before the live one went live.
 
     Returns (the version now live, the one it replaced). Repeated rollbacks walk further
-    back. Raises NotFoundError when there is no such version or it is no longer kept.
+    back. A live version with no record (swapped in before swaps were recorded) returns
+    to the newest version built before it. Raises NotFoundError when there is no such
+    version or it is no longer kept.
     """
     live = engine.alias_target(alias)
     if live is None:
         raise NotFoundError(f"no version of {alias!r} is live; nothing to roll back", field="rollback")
-    previous = history.previous(live)
+    if history.knows(live):
+        previous = history.previous(live)
+    else:  # swapped in before swaps were recorded: the newest version built before it (names sort by build time)
+        older = sorted(version.name for version in engine.list_versions(alias) if version.name < live)
+        previous = older[-1] if older else None
     if previous is None:
         raise NotFoundError(
             f"no earlier version of {alias!r} to roll back to: none is recorded as live before {live}",

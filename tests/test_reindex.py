@@ -157,6 +157,20 @@ def test_rollback_returns_to_the_version_live_before_the_current_one(engine_serv
     assert engine.alias_target(alias) == first
 
 
+def test_a_version_swapped_in_before_swaps_were_recorded_rolls_back_to_the_one_built_before_it(
+    engine_services,
+) -> None:
+    from indexer.history import SwapHistory, rollback
+
+    _, services = engine_services
+    alias, engine = services.settings.index_alias, services.engine
+    first = services.index_catalog(CATALOG).version
+    second = services.index_catalog(CATALOG).version
+    services.settings.swap_history_path.unlink()  # a data dir from before the record existed
+    assert rollback(engine, alias, SwapHistory(services.settings.swap_history_path)) == (first, second)
+    assert engine.alias_target(alias) == first
+
+
 def test_rollback_refuses_when_the_version_live_before_is_no_longer_kept(engine_services) -> None:
     from indexer.history import SwapHistory, rollback
     from relevance.errors import NotFoundError

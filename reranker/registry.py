@@ -159,12 +159,7 @@ class ModelRegistry:
         """
         if version not in self.names():
             raise NotFoundError(f"no model version {version!r} under {self.root} (see models list)", field="version")
-        from reranker.model import RankerModel  # here: reranker.model imports this module
-
-        try:
-            RankerModel.load(version, self.model_dir(version))
-        except ModelError as exc:
-            raise ModelError(f"not activated: {exc.detail}", field="version") from exc
+        self._check_loads(version, "not activated")
         pointer = self._pointer_to_replace()
         previous = pointer.get("version")
         history = (
@@ -177,13 +172,23 @@ class ModelRegistry:
         )
         return previous
 
+    def _check_loads(self, version: str, refusal: str) -> None:
+        """ModelError, prefixed with ``refusal``, unless ``version`` loads and matches this build."""
+        from reranker.model import RankerModel  # here: reranker.model imports this module
+
+        try:
+            RankerModel.load(version, self.model_dir(version))
+        except ModelError as exc:
+            raise ModelError(f"{refusal}: {exc.detail}", field="version") from exc
+
     def rollback(self) -> str:
-        """Re-activate the model that was active before the current one."""
+        """Re-activate the model that was active before the current one, checked as activate checks it."""
         pointer = self._pointer()
         history = [v for v in pointer.get("history", []) if (self.model_dir(v) / MODEL_FILE).is_file()]
         if not history:
             raise NotFoundError("no earlier model was active; nothing to roll back to", field="version")
         previous = history[-1]
+        self._check_loads(previous, f"not rolled back to {previous}")
         self.root.mkdir(parents=True, exist_ok=True)
         _atomic_write(
             self.active_path,

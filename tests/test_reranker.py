@@ -628,6 +628,18 @@ def test_activate_refuses_a_broken_model_with_the_reason(
     assert reason in result.output and _pointer(registry) == before
 
 
+def test_rollback_refuses_a_model_broken_since_it_was_active(ltr_services: Services, trained: str) -> None:
+    registry = ltr_services.pipeline.reranker.registry
+    earlier, current = resave(registry, trained), resave(registry, trained)
+    registry.activate(earlier)
+    registry.activate(current)
+    (registry.model_dir(earlier) / "model.txt").write_text("tree\nnot a model\n")
+    before = _pointer(registry)
+    with pytest.raises(ModelError, match=f"not rolled back to {earlier}: .*checksum"):
+        registry.rollback()
+    assert _pointer(registry) == before and registry.active_version() == current
+
+
 def test_models_list_shows_an_unreadable_version_and_goes_on(ltr_services: Services, trained: str) -> None:
     from click.testing import CliRunner
 

@@ -17,14 +17,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from relevance.config import Settings, load_settings
 from relevance.engines import create_engine
-from relevance.errors import RelevanceError
+from relevance.errors import CatalogError, RelevanceError
 from relevance.filters import SearchFilters
+
+if TYPE_CHECKING:
+    from relevance.api.schemas import SearchParams
 
 SAMPLE_CATALOG = Path(__file__).resolve().parents[1] / "data" / "sample" / "wands_products.jsonl"
 
@@ -139,12 +142,12 @@ def _flag(name: str) -> str:
 def _smoke_queries(path: Path) -> list[str]:
     from relevance.trec import read_queries
 
-    rows = read_queries(path)
+    try:
+        rows = read_queries(path)  # refuses blank queries, naming the line
+    except CatalogError as exc:
+        raise click.BadParameter(exc.detail, param_hint="--smoke-queries") from exc
     if not rows:  # a header alone would switch the check off
         raise click.BadParameter(f"{path} holds no query", param_hint="--smoke-queries")
-    for line, (query_id, text) in enumerate(rows, start=2):
-        if not text.strip():
-            raise click.BadParameter(f"{path}:{line}: query {query_id!r} is blank", param_hint="--smoke-queries")
     return [text for _, text in rows]
 
 
@@ -256,7 +259,7 @@ def search(ctx: click.Context, query: str, **options: Any) -> None:
         click.echo(f"timings (ms): {result.timings.stages_ms}")
 
 
-def _search_params(query: str, options: dict[str, Any]):
+def _search_params(query: str, options: dict[str, Any]) -> SearchParams:
     """The API's own checks (a 1-500 character query, sane filters), as a one-line error naming the option."""
     from pydantic import ValidationError
 

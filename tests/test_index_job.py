@@ -195,7 +195,7 @@ def test_cli_versions_says_when_no_version_is_kept(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("rows", "message"),
-    [("", "holds no query"), ("1,cordless drill\n2,\n", ":3: query '2' is blank")],
+    [("", "holds no query"), ("1,cordless drill\n2,\n", ":3: query '2' has a blank text")],
 )
 def test_cli_smoke_queries_file_without_queries_or_with_a_blank_one_is_refused(
     tmp_path: Path, embedder: Embedder, rows: str, message: str

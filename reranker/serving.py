@@ -140,6 +140,8 @@ class Reranker:
 
     def explain(self, model: RankerModel, rows: np.ndarray) -> list[dict[str, Any]]:
         """Per row: feature values and their contributions (which sum, with the bias, to the score)."""
+        if len(rows) == 0:  # an empty page: LightGBM's pred_contrib divides by the row count
+            return []
         contributions = model.contributions(rows)
         explained = []
         for values, contribution in zip(rows, contributions, strict=True):

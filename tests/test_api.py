@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -166,6 +167,29 @@ def test_without_an_index_search_is_503_and_not_ready(tmp_path: Path, embedder: 
     assert body["error"] == "index_not_ready" and "relevance index" in body["detail"]
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
+
+
+def test_without_an_index_every_endpoint_is_503_on_every_engine(engine_services: tuple[str, Services]) -> None:
+    # Elasticsearch's mget answers a missing index with 200 and per-document errors: /similar said 404
+    _, services = engine_services
+    client = create_app(services=services).test_client()
+    for url in ("/search?q=drill", "/products/d1", "/products/d1/similar"):
+        body = assert_error(client.get(url), 503, "index")
+        assert body["error"] == "index_not_ready", (url, body)
+
+
+def test_hybrid_searches_log_no_warning_on_any_engine(engine_services: tuple[str, Services], caplog) -> None:
+    # OpenSearch's client kept one connection; each hybrid search's two parallel requests
+    # discarded one with a "Connection pool is full" warning
+    _, services = engine_services
+    services.index_catalog(CATALOG)
+    client = create_app(services=services).test_client()
+    client.get("/search?q=drill")  # warm-up: first loads may log at INFO
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        for query in ("cordless drill", "hammer", "circular saw"):
+            assert client.get(f"/search?q={query}").status_code == 200
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
 
 
 def test_an_index_embedded_by_another_model_is_refused_with_the_reason(

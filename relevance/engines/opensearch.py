@@ -27,7 +27,10 @@ class OpenSearchEngine(SearchServerEngine):
         self._pipelines: set[str] = set()
 
     def _make_client(self) -> Any:
-        return opensearchpy.OpenSearch(hosts=[self.url], timeout=self.timeout, max_retries=0)
+        # urllib3 keeps one connection per host by default; the lexical and vector requests of
+        # a hybrid search go out together, and the second connection was discarded after every
+        # search (with a pool-full warning). 10 is what the Elasticsearch client keeps.
+        return opensearchpy.OpenSearch(hosts=[self.url], timeout=self.timeout, max_retries=0, pool_maxsize=10)
 
     def _streaming_bulk(self, actions: Iterator[dict[str, Any]]) -> Iterator[tuple[bool, dict[str, Any]]]:
         return helpers.streaming_bulk(self.client, actions, request_timeout=max(self.timeout, 60), **BULK_OPTIONS)

@@ -301,6 +301,12 @@ class SearchServerEngine:
         response = self._call(
             "get vectors", self.client.mget, index=index, body={"ids": list(product_ids)}, source_includes=["vector"]
         )
+        # mget answers a missing index with 200 and an error per document, not a 404
+        failed = next((doc["error"] for doc in response["docs"] if "error" in doc), None)
+        if failed is not None:
+            if failed.get("type") == "index_not_found_exception":
+                raise IndexNotReadyError(f"{self.name}: get vectors: no such index or alias", field="index")
+            raise EngineError(f"{self.name} at {self.url} failed to get vectors: {failed}")
         return {
             doc["_id"]: np.asarray(doc["_source"]["vector"], dtype=np.float32)
             for doc in response["docs"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import os
 import pwd
@@ -215,6 +216,30 @@ public class EnglishAnalyzerFactory implements org.elasticsearch.plugin.analysis
     public org.apache.lucene.analysis.Analyzer create() { return new org.apache.lucene.analysis.en.EnglishAnalyzer(); }
 }
 """
+# Lucene's EnglishAnalyzer with ASCII folding after lowercasing (what OpenSearch's custom
+# analyzer in mappings/opensearch.json and the embedded engine do): "sofá" finds "sofa".
+ENGLISH_FOLDED_ANALYZER_JAVA = """package relevance.english;
+import org.apache.lucene.analysis.*;
+@org.elasticsearch.plugin.NamedComponent("english_folded")
+public class EnglishFoldedAnalyzerFactory implements org.elasticsearch.plugin.analysis.AnalyzerFactory {
+    public Analyzer create() {
+        return new Analyzer() {
+            protected TokenStreamComponents createComponents(String field) {
+                Tokenizer source = new org.apache.lucene.analysis.standard.StandardTokenizer();
+                TokenStream result = new org.apache.lucene.analysis.en.EnglishPossessiveFilter(source);
+                result = new LowerCaseFilter(result);
+                result = new org.apache.lucene.analysis.miscellaneous.ASCIIFoldingFilter(result);
+                result = new StopFilter(result, org.apache.lucene.analysis.en.EnglishAnalyzer.ENGLISH_STOP_WORDS_SET);
+                result = new org.apache.lucene.analysis.en.PorterStemFilter(result);
+                return new TokenStreamComponents(source, result);
+            }
+            protected TokenStream normalize(String field, TokenStream in) {
+                return new org.apache.lucene.analysis.miscellaneous.ASCIIFoldingFilter(new LowerCaseFilter(in));
+            }
+        };
+    }
+}
+"""
 
 
 def prepare_elasticsearch(root: Path) -> None:
@@ -223,9 +248,10 @@ def prepare_elasticsearch(root: Path) -> None:
     jdk = java_21_plus()
     with tempfile.TemporaryDirectory() as build_dir:
         build = Path(build_dir)
-        source = build / "src" / "relevance" / "english" / "EnglishAnalyzerFactory.java"
-        source.parent.mkdir(parents=True)
-        source.write_text(ENGLISH_ANALYZER_JAVA)
+        sources = build / "src" / "relevance" / "english"
+        sources.mkdir(parents=True)
+        (sources / "EnglishAnalyzerFactory.java").write_text(ENGLISH_ANALYZER_JAVA)
+        (sources / "EnglishFoldedAnalyzerFactory.java").write_text(ENGLISH_FOLDED_ANALYZER_JAVA)
         lib = es_home / "lib"
         classpath = ":".join(
             str(jar)
@@ -246,7 +272,7 @@ def prepare_elasticsearch(root: Path) -> None:
                 str(build / "classes"),
                 "-cp",
                 classpath,
-                str(source),
+                *(str(source) for source in sorted(sources.glob("*.java"))),
             ],
             {},
         )
@@ -257,7 +283,7 @@ def prepare_elasticsearch(root: Path) -> None:
             bundle.write(jar, "english-analysis.jar")
             bundle.writestr(
                 "stable-plugin-descriptor.properties",
-                "description=English analyzer (Lucene EnglishAnalyzer)\nversion=1.0.0\nname=english-analysis\n"
+                "description=English analyzers (Lucene EnglishAnalyzer, and with ASCII folding)\nversion=1.0.0\nname=english-analysis\n"
                 f"java.version=21\nelasticsearch.version={ELASTICSEARCH_VERSION}\n",
             )
             bundle.writestr(
@@ -265,7 +291,8 @@ def prepare_elasticsearch(root: Path) -> None:
                 json.dumps(
                     {
                         "org.elasticsearch.plugin.analysis.AnalyzerFactory": {
-                            "english": "relevance.english.EnglishAnalyzerFactory"
+                            "english": "relevance.english.EnglishAnalyzerFactory",
+                            "english_folded": "relevance.english.EnglishFoldedAnalyzerFactory",
                         }
                     }
                 ),
@@ -286,13 +313,25 @@ def fetch(engine: str) -> Path:
     """Download and prepare ``engine`` once; later calls return the cached install."""
     root = home() / "installs" / engine
     marker = root / ".prepared"
-    if marker.exists():
+    if marker.exists() and marker.read_text().split()[-1] == _recipe(engine):
         return root / ENGINES[engine]["dir"]
-    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)  # none yet, or prepared by another recipe: rebuild
     root.mkdir(parents=True)
     (prepare_elasticsearch if engine == "elasticsearch" else prepare_opensearch)(root)
-    marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+    marker.write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {_recipe(engine)}")
     return root / ENGINES[engine]["dir"]
+
+
+def _recipe(engine: str) -> str:
+    """What a prepared install depends on beyond its downloads: the code that prepares it."""
+    preparer = prepare_elasticsearch if engine == "elasticsearch" else prepare_opensearch
+    parts = [
+        inspect.getsource(preparer),
+        ENGLISH_ANALYZER_JAVA,
+        ENGLISH_FOLDED_ANALYZER_JAVA,
+        json.dumps(ENGINES[engine], default=str, sort_keys=True),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 # ------------------------------------------------------------ running nodes

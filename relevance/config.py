@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
 
 from relevance.errors import ConfigError
@@ -158,6 +158,14 @@ class Settings(BaseSettings):
         if path is not None and not (path / MODEL_FILE).is_file():
             raise ValueError(f"{path} is not a model directory (it has no {MODEL_FILE}); empty for no bundled model")
         return path
+
+    @field_validator("vector_weight")
+    @classmethod
+    def _a_blend_weighs_something(cls, weight: float, info: ValidationInfo) -> float:
+        # fusion and lexical_weight are declared (so validated) before vector_weight
+        if weight == 0 and info.data.get("fusion") == "linear" and info.data.get("lexical_weight") == 0:
+            raise ValueError("lexical_weight and vector_weight are both 0: a linear blend would score everything 0")
+        return weight
 
     @property
     def index_root(self) -> Path:

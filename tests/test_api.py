@@ -111,6 +111,7 @@ def test_product_and_similar(client) -> None:
         # a weight of 1e308 once blended to inf, which JSON cannot carry (a 500 with log_features)
         ("/search?q=drill&fusion=linear&lexical_weight=1e308&vector_weight=1e308", 422, "lexical_weight"),
         ("/search?q=drill&fusion=linear&vector_weight=1001", 422, "vector_weight"),
+        ("/search?q=drill&fusion=linear&lexical_weight=0&vector_weight=0", 422, "vector_weight"),
         ("/search?q=drill&brand=", 422, "brand"),
         ("/search?q=drill&brand=DEWALT&brand=" + "x" * 201, 422, "brand"),
         ("/search?q=drill" + "&brand=b" * 21, 422, "brand"),

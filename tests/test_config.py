@@ -38,6 +38,7 @@ def test_file_then_environment_then_overrides(tmp_path: Path, monkeypatch: pytes
         ("fusion = 'sum'", "fusion"),
         ("[field_boosts]\ntitel = 2", "field_boosts.titel"),
         ("embedding_fields = ['colour']", "embedding_fields"),
+        ("fusion = 'linear'\nlexical_weight = 0\nvector_weight = 0", "vector_weight"),
     ],
 )
 def test_unknown_or_invalid_settings_fail_naming_the_key(tmp_path: Path, content: str, key: str) -> None:

@@ -107,7 +107,12 @@ class SearchParams(FilterParams):
             "lexical_weight": self.lexical_weight,
             "vector_weight": self.vector_weight,
         }
-        return defaults.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        fusion = defaults.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        if fusion.method == "linear" and fusion.lexical_weight == fusion.vector_weight == 0:
+            # every blended score would be 0: an arbitrary order, not a ranking
+            given = "vector_weight" if self.vector_weight is not None else "lexical_weight"
+            raise RequestError("a linear blend needs a weight above 0 (both are 0)", field=given, status=422)
+        return fusion
 
 
 class LearnedExplanation(BaseModel):

@@ -7,6 +7,7 @@ is a closed port.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -73,6 +74,17 @@ def test_unreachable_engine_is_a_503_and_not_ready(tmp_path: Path, embedder: Emb
     assert client.get("/readyz").status_code == 503
     assert client.get("/products/d1").status_code == 503
     assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("engine", SERVER_ENGINES)
+def test_a_failed_engine_call_is_logged_without_the_clients_traceback(
+    tmp_path: Path, embedder: Embedder, engine: str, caplog
+) -> None:
+    client = client_for(tmp_path, embedder, engine, closed_port_url())
+    with caplog.at_level(logging.WARNING):
+        assert client.get("/search?q=drill").status_code == 503
+    assert [record for record in caplog.records if record.exc_info] == [], "one line per failure, no traceback"
+    assert any(engine in record.getMessage() for record in caplog.records), "the layer's own line says what failed"
 
 
 @pytest.mark.parametrize("engine", SERVER_ENGINES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -14,6 +15,11 @@ from opensearchpy import helpers
 from relevance.engines.base import NativeFusion
 from relevance.engines.search_server import BULK_OPTIONS, SearchServerEngine, filter_clauses
 from relevance.filters import SearchFilters
+
+# The client logs every failed request at WARNING with the transport's whole traceback;
+# the layer turns the failure into one 503 and one log line of its own (as with
+# Elasticsearch, whose client logs none), so only the client's errors are kept.
+logging.getLogger("opensearch").setLevel(logging.ERROR)
 
 
 class OpenSearchEngine(SearchServerEngine):

@@ -22,7 +22,8 @@ class SwapHistory:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _read(self) -> dict[str, str | None]:
+    def recorded(self) -> dict[str, str | None]:
+        """Each recorded version: the version live before it went live (None: none was)."""
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -34,16 +35,10 @@ class SwapHistory:
             raise EngineError(f"the swap history {self.path} does not hold a 'previous' map", field="rollback")
         return previous
 
-    def previous(self, version: str) -> str | None:
-        return self._read().get(version)
-
-    def knows(self, version: str) -> bool:
-        return version in self._read()
-
     def record(self, version: str, previous: str | None, kept: set[str]) -> None:
         """``version`` went live, replacing ``previous``; versions no longer kept are forgotten."""
         try:
-            known = self._read()
+            known = self.recorded()
         except EngineError:  # a damaged record is replaced; only older rollbacks lose their target
             known = {}
         known = {name: before for name, before in known.items() if name in kept}
@@ -65,8 +60,9 @@ def rollback(engine: SearchEngine, alias: str, history: SwapHistory) -> tuple[st
     live = engine.alias_target(alias)
     if live is None:
         raise NotFoundError(f"no version of {alias!r} is live; nothing to roll back", field="rollback")
-    if history.knows(live):
-        previous = history.previous(live)
+    recorded = history.recorded()
+    if live in recorded:
+        previous = recorded[live]
     else:  # swapped in before swaps were recorded: the newest version built before it (names sort by build time)
         older = sorted(version.name for version in engine.list_versions(alias) if version.name < live)
         previous = older[-1] if older else None

@@ -156,14 +156,19 @@ def _gate(judgments: Path, queries: Path | None, margin: float, grade_offset: fl
     from relevance.judgments import read_judgments
 
     judged = read_judgments(judgments, queries_path=queries, grade_offset=grade_offset)
-    if not judged.scorable():
-        problem = (
-            f"no judged query of {judgments} has a text in {queries}"
-            if queries
-            else f"{judgments} gives no query text, only ids; pass --gate-queries FILE (query_id,query)"
-        )
+    problem = _no_query_text(judged, judgments, queries, "--gate-queries")
+    if problem:
         raise click.BadParameter(problem, param_hint="--gate")
     return JudgmentGate(judged.queries, judged.gains, margin=margin)
+
+
+def _no_query_text(judged: Any, judgments: Path, queries: Path | None, queries_option: str) -> str | None:
+    """Why no judged query can be searched (none has a text), or None."""
+    if judged.scorable():
+        return None
+    if queries:
+        return f"no judged query of {judgments} has a text in {queries}"
+    return f"{judgments} gives no query text, only ids; pass {queries_option} FILE (query_id,query)"
 
 
 def _print_report(report: Any, as_json: bool) -> None:
@@ -267,7 +272,7 @@ def _search_params(query: str, options: dict[str, Any]) -> SearchParams:
     from relevance.errors import RequestError
 
     def hint(name: str | None) -> str | None:
-        return "QUERY" if name == "q" else name and f"--{name.replace('_', '-')}"
+        return "QUERY" if name == "q" else name and _flag(name)
 
     names = ("category", "price_min", "price_max", "in_stock", "page", "size", "mode")
     try:
@@ -402,10 +407,9 @@ def _read_judgments(judgments: Path, queries: Path | None, grade_offset: float):
     from relevance.judgments import read_judgments
 
     judged = read_judgments(judgments, queries_path=queries, grade_offset=grade_offset)
-    if not judged.scorable():
-        if queries:
-            raise click.ClickException(f"no judged query id of {judgments} has a query text in {queries}")
-        raise click.ClickException(f"no judged query of {judgments} has a query text; pass --queries FILE")
+    problem = _no_query_text(judged, judgments, queries, "--queries")
+    if problem:
+        raise click.ClickException(problem)
     return judged
 
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from relevance.errors import CatalogError
-from relevance.trec import check_id, csv_reader, csv_rows, read_queries, read_text
+from relevance.input_files import csv_reader, csv_rows, read_text
+from relevance.trec import check_id, read_queries
 
 QUERY_ID = ("query_id", "qid")
 QUERY_TEXT = ("query", "query_text")

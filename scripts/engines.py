@@ -485,8 +485,12 @@ def main() -> None:
     start_cmd.add_argument("--heap", default="512m")
     start_cmd.add_argument("--timeout", type=float, default=180)
     start_cmd.add_argument("--name", help="node name, for several nodes of one engine (default: the engine)")
-    stop_cmd = commands.add_parser("stop", help="stop a node started here")
+    start_cmd.add_argument(
+        "--run-dir", type=Path, help="restart on the data of a node stopped with --keep-data (its printed run dir)"
+    )
+    stop_cmd = commands.add_parser("stop", help="stop a node started here (its data is deleted unless --keep-data)")
     stop_cmd.add_argument("name", help="the engine, or the --name given to start")
+    stop_cmd.add_argument("--keep-data", action="store_true", help="keep the node's run dir, for start --run-dir")
     commands.add_parser("status", help="JSON of the nodes started here and whether they answer")
     args = parser.parse_args()
 
@@ -497,9 +501,17 @@ def main() -> None:
         for engine in args.engines or list(ENGINES):
             print(f"{engine}: {fetch(engine)}")
     elif args.command == "start":
-        print(json.dumps(start(args.engine, args.port, args.heap, args.timeout, name=args.name)))
+        if args.run_dir is not None and not (args.run_dir / "data").is_dir():
+            parser.error(f"--run-dir {args.run_dir} holds no node data (expected {args.run_dir / 'data'})")
+        state = start(args.engine, args.port, args.heap, args.timeout, name=args.name, run_dir=args.run_dir)
+        print(json.dumps(state))
     elif args.command == "stop":
-        print(f"{args.name}: {'stopped' if stop(args.name) else 'not running'}")
+        state = read_state(args.name)
+        if not stop(args.name, keep_data=args.keep_data):
+            print(f"{args.name}: not running")
+        else:
+            kept = f"; data kept in {state['run_dir']} (start --run-dir)" if args.keep_data else ""
+            print(f"{args.name}: stopped{kept}")
     else:
         status = {}
         for path in sorted((home() / "run").glob("*.json")) if (home() / "run").exists() else []:

@@ -7,9 +7,12 @@ is a closed port.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +22,8 @@ import pytest
 
 from relevance.api import create_app
 from relevance.embedder import Embedder
-from tests.conftest import make_services
+from relevance.errors import EngineError
+from tests.conftest import SERVER_URLS, make_services
 
 SERVER_ENGINES = ["elasticsearch", "opensearch"]
 # Read at import: the autouse fixture clears RELEVANCE_* variables inside each test.
@@ -71,6 +75,8 @@ def test_unreachable_engine_is_a_503_and_not_ready(tmp_path: Path, embedder: Emb
     assert response.status_code == 503
     body = response.get_json()
     assert body["error"] in ("engine_unavailable", "index_not_ready") and engine in body["detail"]
+    # The layer's words, not the HTTP client's exception text.
+    assert "could not connect" in body["detail"] and "Error(" not in body["detail"], body["detail"]
     assert client.get("/readyz").status_code == 503
     assert client.get("/products/d1").status_code == 503
     assert client.get("/healthz").status_code == 200
@@ -96,7 +102,23 @@ def test_hanging_engine_times_out_into_a_503(
     response = client.get("/search?q=drill")
     elapsed = time.monotonic() - started
     assert response.status_code == 503 and response.get_json()["error"] == "engine_unavailable"
+    detail = response.get_json()["detail"]
+    assert "no answer within 0.5 s" in detail and "Error(" not in detail, detail
     assert elapsed < 5, f"took {elapsed:.1f} s with a 0.5 s engine timeout"
+
+
+ENGINES_CLI = [sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "engines.py")]
+
+
+def test_engines_cli_refuses_a_run_dir_without_node_data(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [*ENGINES_CLI, "start", "opensearch", "--run-dir", str(tmp_path)], capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and f"--run-dir {tmp_path} holds no node data" in refused.stderr
+    missing = subprocess.run(
+        [*ENGINES_CLI, "stop", f"never-started-{os.getpid()}", "--keep-data"], capture_output=True, text=True
+    )
+    assert missing.returncode == 0 and missing.stdout.strip().endswith("not running")
 
 
 def _engines_script():
@@ -134,10 +156,33 @@ def test_engine_killed_mid_test_gives_503s_then_recovers_without_an_app_restart(
             assert down.status_code == 503 and down.get_json()["error"] == "engine_unavailable"
         assert client.get("/readyz").status_code == 503
 
-        port = int(node["url"].rsplit(":", 1)[1])
-        engines.start("opensearch", port, "512m", 180, name=name, run_dir=Path(node["run_dir"]))
+        # Restarted through the command line on the data the stop kept, as an operator would.
+        port = node["url"].rsplit(":", 1)[1]
+        restart = [*ENGINES_CLI, "start", "opensearch", "--port", port, "--name", name, "--run-dir", node["run_dir"]]
+        assert (
+            json.loads(subprocess.run(restart, check=True, capture_output=True, text=True).stdout)["url"] == node["url"]
+        )
         body = client.get("/search?q=cordless+drill&size=3").get_json()  # same app, no restart
         assert body["results"][0]["product_id"] in {"d1", "d2", "d3", "d4"}
         assert client.get("/readyz").status_code == 200
     finally:
         engines.stop(name)
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize("engine", SERVER_ENGINES)
+def test_a_refused_request_names_the_status_and_the_servers_reason(engine: str) -> None:
+    url = SERVER_URLS[engine]
+    if not url:
+        pytest.skip(f"no {engine} node")
+    if engine == "elasticsearch":
+        from relevance.engines.elasticsearch import ElasticsearchEngine as Engine
+    else:
+        from relevance.engines.opensearch import OpenSearchEngine as Engine
+    adapter = Engine(url)
+    with pytest.raises(EngineError) as refused:  # index names must be lower case: the server answers 400
+        adapter._call("create an index", adapter.client.indices.create, index="Not_Lower_Case")
+    assert str(refused.value) == (
+        f"{engine} at {url} failed to create an index: answered HTTP 400: invalid_index_name_exception:"
+        " Invalid index name [Not_Lower_Case], must be lowercase"
+    )

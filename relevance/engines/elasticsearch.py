@@ -19,14 +19,14 @@ class ElasticsearchEngine(SearchServerEngine):
     mapping_file = "elasticsearch.json"
     not_found_errors = (elasticsearch.NotFoundError,)
     engine_errors = (elasticsearch.ApiError, elasticsearch.TransportError)
+    timeout_errors = (elasticsearch.ConnectionTimeout,)
+    connection_errors = (elasticsearch.ConnectionError,)
 
     def _make_client(self) -> Any:
         return elasticsearch.Elasticsearch(self.url, request_timeout=self.timeout, max_retries=0)
 
     def _streaming_bulk(self, actions: Iterator[dict[str, Any]]) -> Iterator[tuple[bool, dict[str, Any]]]:
-        return helpers.streaming_bulk(
-            self.client.options(request_timeout=max(self.timeout, 60)), actions, **BULK_OPTIONS
-        )
+        return helpers.streaming_bulk(self.client.options(request_timeout=self.bulk_timeout), actions, **BULK_OPTIONS)
 
     def _knn_clause(self, vector: list[float], bool_filter: dict[str, Any], k: int) -> dict[str, Any]:
         # knn.filter runs inside the HNSW search, so a selective filter still yields k hits.

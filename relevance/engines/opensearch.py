@@ -27,6 +27,8 @@ class OpenSearchEngine(SearchServerEngine):
     mapping_file = "opensearch.json"
     not_found_errors = (opensearchpy.NotFoundError,)
     engine_errors = (opensearchpy.TransportError, opensearchpy.ConnectionError)
+    timeout_errors = (opensearchpy.ConnectionTimeout,)
+    connection_errors = (opensearchpy.ConnectionError,)
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url, **options)
@@ -39,7 +41,7 @@ class OpenSearchEngine(SearchServerEngine):
         return opensearchpy.OpenSearch(hosts=[self.url], timeout=self.timeout, max_retries=0, pool_maxsize=10)
 
     def _streaming_bulk(self, actions: Iterator[dict[str, Any]]) -> Iterator[tuple[bool, dict[str, Any]]]:
-        return helpers.streaming_bulk(self.client, actions, request_timeout=max(self.timeout, 60), **BULK_OPTIONS)
+        return helpers.streaming_bulk(self.client, actions, request_timeout=self.bulk_timeout, **BULK_OPTIONS)
 
     def get_vectors(self, index: str, product_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Read from the vector field itself: the mapping keeps vectors out of the stored ``_source``

@@ -67,6 +67,17 @@ def _status(error: BaseException) -> Any:
     return getattr(error, "status_code", None)
 
 
+def _server_reason(error: BaseException) -> str:
+    """What a server's error answer says: its root cause's type and reason where the body has one."""
+    body = getattr(error, "body", None) or getattr(error, "info", None)  # elasticsearch / opensearch-py
+    failure = body.get("error") if isinstance(body, dict) else None
+    if isinstance(failure, dict):
+        causes = failure.get("root_cause")
+        cause = causes[0] if isinstance(causes, list) and causes and isinstance(causes[0], dict) else failure
+        return ": ".join(str(part) for part in (cause.get("type"), cause.get("reason")) if part)
+    return str(getattr(error, "error", None) or getattr(error, "message", None) or error)
+
+
 def to_document(product: Product, vector: np.ndarray) -> dict[str, Any]:
     return {
         **product.model_dump(exclude_none=True),
@@ -88,6 +99,8 @@ class SearchServerEngine:
     mapping_file = ""
     not_found_errors: tuple[type[BaseException], ...] = ()
     engine_errors: tuple[type[BaseException], ...] = ()
+    timeout_errors: tuple[type[BaseException], ...] = ()  # checked before connection_errors
+    connection_errors: tuple[type[BaseException], ...] = ()
 
     def __init__(
         self,
@@ -107,6 +120,24 @@ class SearchServerEngine:
         self.bulk_retries = bulk_retries
         self.bulk_backoff = bulk_backoff
         self._client: Any = None
+
+    @property
+    def bulk_timeout(self) -> float:
+        return max(self.timeout, 60.0)  # a bulk request of thousands of documents takes longer than a search
+
+    def _failed(self, what: str, error: BaseException, timeout: float | None = None) -> EngineError:
+        """The failure in the layer's words (the clients' own texts nest urllib3 reprs); logged once by the API."""
+        if isinstance(error, self.timeout_errors):
+            why = f"no answer within {timeout or self.timeout:g} s"
+        elif isinstance(error, self.connection_errors):
+            why = "could not connect"
+        elif isinstance(_status(error), int):
+            why = f"answered HTTP {_status(error)}: {_server_reason(error)}"
+        else:
+            why = str(error)
+        if len(why) > 300:
+            why = why[:300] + "…"
+        return EngineError(f"{self.name} at {self.url} failed to {what}: {why}")
 
     # ---------------------------------------------------------------- hooks
     def _make_client(self) -> Any:
@@ -147,7 +178,7 @@ class SearchServerEngine:
         except self.not_found_errors as exc:
             raise IndexNotReadyError(f"{self.name}: {what}: no such index or alias", field="index") from exc
         except self.engine_errors as exc:
-            raise EngineError(f"{self.name} at {self.url} failed to {what}: {exc}") from exc
+            raise self._failed(what, exc) from exc
 
     def _mapping(self, dims: int, meta: dict[str, Any]) -> dict[str, Any]:
         text = (MAPPINGS_DIR / self.mapping_file).read_text(encoding="utf-8").replace('"__DIMS__"', str(dims))
@@ -179,7 +210,7 @@ class SearchServerEngine:
                 results = list(self._streaming_bulk(iter(list(pending.values()))))
             except self.engine_errors as exc:
                 if _status(exc) not in SERVER_ERROR_STATUSES:
-                    raise EngineError(f"{self.name} at {self.url} failed to {what}: {exc}") from exc
+                    raise self._failed(what, exc, self.bulk_timeout) from exc
                 log.warning("%s: %s answered %s; retrying %d documents", self.name, what, _status(exc), len(pending))
                 continue
             retry: dict[str, dict[str, Any]] = {}
@@ -350,7 +381,7 @@ class SearchServerEngine:
                     f"{self.name} at {self.url} cannot fuse natively: {missing}. Use fusion_backend=layer.",
                     field="fusion_backend",
                 ) from exc
-            raise EngineError(f"{self.name} at {self.url} failed to run a hybrid search: {exc}") from exc
+            raise self._failed("run a hybrid search", exc) from exc
         return self._hits(response, cosine=False)
 
     def vector_search(

@@ -18,6 +18,7 @@ with LTR minus the fused and the BM25 order on the latter. Prints one JSON objec
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import pickle
@@ -39,7 +40,7 @@ from relevance.services import Services
 from relevance.significance import paired_bootstrap
 from reranker.catalog_stats import STATS_VERSION, CatalogStats, stats_path, write_version_stats
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC
-from reranker.model import DEFAULT_PARAMS, train_booster
+from reranker.model import DEFAULT_PARAMS, refit_rounds, train_booster
 from reranker.training import (
     CandidateList,
     CollectOptions,
@@ -185,6 +186,7 @@ def cross_validate(
     options: CollectOptions,
     valid_share: float,
     params: dict,
+    refit: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict, np.ndarray, list[int]]:
     """Each fold's model scores its own queries: per-query NDCG@10 in both modes, the pool
     diagnostics of the windows, summed gain importances and each fold's best iteration."""
@@ -201,6 +203,10 @@ def cross_validate(
         stop = training_set([i for i in lists if i.query_id in stop_set], judged, scale, options)
         booster, report = train_booster(fit, stop, scale, params)
         rounds.append(report["best_iteration"])
+        if refit:  # as `train` does by default: fit and stop queries together, rounds scaled up
+            valid_share = len(stop.groups) / (len(fit.groups) + len(stop.groups))
+            refit_params = {**params, "num_boost_round": refit_rounds(report["best_iteration"], valid_share)}
+            booster, _ = train_booster(fit.joined(stop), None, scale, refit_params)
         importance += booster.feature_importance(importance_type="gain")
         for position, qid in enumerate(eligible):
             if fold[qid] != f:
@@ -231,6 +237,13 @@ def main() -> None:
     parser.add_argument("--unjudged-sample", type=int, default=50)
     parser.add_argument("--judged-weight", type=float, default=1.0, help="row weight of judged-list groups")
     parser.add_argument("--valid-share", type=float, default=0.1, help="of each training fold, for early stopping")
+    parser.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after early stopping, retrain each fold's model on all its training queries for the"
+        " early-stopped round count scaled to them, as `relevance train` does (default: on)",
+    )
     parser.add_argument("--bootstrap-samples", type=int, default=10000)
     parser.add_argument("--param", action="append", default=[], help="LightGBM parameter override, key=value")
     parser.add_argument(
@@ -284,6 +297,7 @@ def main() -> None:
             options,
             args.valid_share,
             {**params, "seed": seed},
+            args.refit,
         )
         for seed in seeds
     }
@@ -302,6 +316,7 @@ def main() -> None:
             "unjudged": options.unjudged,
             "label_scale": scale,
             "judged_weight": options.judged_weight,
+            "refit": args.refit,
             "params": params,
             "seeds": seeds,
             "best_iterations": rounds,

@@ -463,7 +463,20 @@ def _judgment_options(command: Callable[..., Any]) -> Callable[..., Any]:
     type=click.Path(exists=True, path_type=Path),
     help="Train on served-feature logs (file or directory) instead of fetching candidates.",
 )
-@click.option("--valid-share", type=click.FloatRange(0, 0.9), default=0.1, show_default=True)
+@click.option(
+    "--valid-share",
+    type=click.FloatRange(0, 0.9),
+    default=0.1,
+    show_default=True,
+    help="Queries held out to stop boosting early and to measure the model (0: 300 rounds, no measure).",
+)
+@click.option(
+    "--refit/--no-refit",
+    default=True,
+    show_default=True,
+    help="After early stopping, train again on every query (held-out ones too) for the stopped round count"
+    " scaled to them, and save that model.",
+)
 @click.option("--activate", is_flag=True, help="Serve the new model right away.")
 @click.option("--json", "as_json", is_flag=True, help="Print the model's metadata as JSON.")
 @click.pass_context
@@ -517,7 +530,14 @@ def train(ctx: click.Context, judgments: Path, queries: Path | None, grade_offse
         source["spelling_correction"] = services.settings.spelling_correction  # what the lexical lists searched
     registry = services.pipeline.reranker.registry
     version, meta = train_and_save(
-        fit, valid, registry, scale=scale, options=collect, source=source, judged_categories=categories.table()
+        fit,
+        valid,
+        registry,
+        scale=scale,
+        options=collect,
+        source=source,
+        judged_categories=categories.table(),
+        refit=options["refit"],
     )
     if options["activate"]:
         registry.activate(version)
@@ -527,6 +547,12 @@ def train(ctx: click.Context, judgments: Path, queries: Path | None, grade_offse
     click.echo(f"saved model {version}{' (active)' if options['activate'] else ''}")
     click.echo(f"  training: {meta['training']['queries']} queries, {meta['training']['rows']} rows")
     click.echo(f"  validation: {json.dumps(meta['validation'])}")
+    if meta["refit"]:
+        refit = meta["refit"]
+        click.echo(
+            f"  refit on all {meta['training']['queries']} queries: {refit['rounds']} trees"
+            f" (early stopping chose {refit['early_stopped_rounds']}; the validation figures are that model's)"
+        )
 
 
 @main.group()

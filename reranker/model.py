@@ -64,6 +64,23 @@ class TrainingSet:
         digest.update("\n".join(self.query_ids).encode())
         return digest.hexdigest()
 
+    def joined(self, other: TrainingSet) -> TrainingSet:
+        """Both sets' groups, this one's first."""
+        if self.weights is None and other.weights is None:
+            weights = None
+        else:
+            weights = np.concatenate(
+                [s.weights if s.weights is not None else np.ones(len(s.labels)) for s in (self, other)]
+            )
+        return TrainingSet(
+            np.vstack([self.features, other.features]),
+            np.concatenate([self.labels, other.labels]),
+            [*self.groups, *other.groups],
+            [*self.query_ids, *other.query_ids],
+            [*self.product_ids, *other.product_ids] if self.product_ids and other.product_ids else [],
+            weights,
+        )
+
     def subset(self, keep_queries: set[str]) -> TrainingSet:
         starts = np.cumsum([0, *self.groups])
         rows, groups, qids = [], [], []
@@ -80,6 +97,13 @@ class TrainingSet:
 def label_gains(max_label: int, scale: float) -> list[float]:
     """LightGBM's gain per integer label, so its NDCG matches ours (2^gain - 1, gain = label / scale)."""
     return [2.0 ** (label / scale) - 1.0 for label in range(max_label + 1)]
+
+
+def refit_rounds(best_iteration: int, valid_share: float) -> int:
+    """Trees for a refit on the training and early-stopping queries together: the early-stopped
+    count grown with the data (the held-out share's worth more), as boosting needs more rounds
+    to fit more rows."""
+    return max(1, round(best_iteration / (1.0 - valid_share)))
 
 
 def train_booster(

@@ -99,6 +99,10 @@ def test_the_ltr_benchmark_reproduces_a_run_query_for_query(
     for mode in ("judged_list", "full_retrieval"):
         assert again["ltr_vs_compared_run"][mode]["difference"] == 0.0, "same seed, same lists: same scores"
     assert list(again["seeds"]["per_seed"]) == ["7", "1"] and "summary" in again["seeds"]
+    assert first["training"]["refit"] is True, "each fold refits on all its queries, as `relevance train` does"
+    stopped = run_bench("ltr.py", home_depot_layout, work_dir, *common, "--no-refit")
+    assert stopped["training"]["refit"] is False
+    assert stopped["training"]["best_iterations"] == first["training"]["best_iterations"], "refit after stopping"
 
 
 def test_the_query_encoder_benchmark_compares_both_precisions(home_depot_layout: Path, work_dir: Path) -> None:

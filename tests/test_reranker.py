@@ -26,7 +26,7 @@ from reranker.catalog_stats import CatalogStats
 from reranker.feature_log import read_feature_logs
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC, Candidate, compute_features
 from reranker.judged_categories import CATEGORIES_FILE, CategoryLearner, JudgedCategories, fold_of
-from reranker.model import RankerModel, TrainingSet
+from reranker.model import RankerModel, TrainingSet, refit_rounds
 from reranker.product_texts import OPTIONAL_TEXT_FIELDS
 from reranker.registry import ModelRegistry
 from reranker.text import analyse, category_level
@@ -37,6 +37,7 @@ from reranker.training import (
     collect_from_logs,
     label_scale,
     registry_meta,
+    split_queries,
     train_and_save,
     training_set,
 )
@@ -341,6 +342,41 @@ def test_training_reads_each_querys_out_of_fold_table_and_serving_the_models_own
     for result in body["results"]:
         served = result["explain"]["learned"]["features"]["judged_category_agreement"]
         assert served == pytest.approx(agreement("cordless drill", catalog[result["product_id"]], shipped))
+
+
+def test_a_refit_model_learns_from_the_held_out_queries_for_scaled_rounds(ltr_services: Services) -> None:
+    import lightgbm as lgb
+
+    judged = read_judgments(JUDGMENTS, queries_path=QUERIES)
+    fit_queries, valid_queries = split_queries(judged.scorable(), 0.3)
+    assert fit_queries and valid_queries
+    options = CollectOptions()
+    lists = candidate_lists(ltr_services.pipeline, judged, judged.scorable(), options.lists)
+    fit = training_set([i for i in lists if i.query_id in fit_queries], judged, 1.0, options)
+    valid = training_set([i for i in lists if i.query_id in valid_queries], judged, 1.0, options)
+    registry = ltr_services.pipeline.reranker.registry
+    boosters, metas = {}, {}
+    for refit in (True, False):
+        version, metas[refit] = train_and_save(
+            fit, valid, registry, scale=1.0, options=options, params=TINY, refit=refit
+        )
+        boosters[refit] = lgb.Booster(model_str=(registry.model_dir(version) / "model.txt").read_text())
+
+    stopped = metas[False]["validation"]["best_iteration"]
+    assert metas[True]["validation"] == metas[False]["validation"], "measured on held-out queries, before the refit"
+    assert boosters[False].num_trees() == stopped and metas[False]["refit"] is None
+    assert metas[False]["training"]["queries"] == len(fit_queries)
+    share = len(valid.groups) / (len(fit.groups) + len(valid.groups))
+    assert boosters[True].num_trees() == metas[True]["refit"]["rounds"] == refit_rounds(stopped, share)
+    assert metas[True]["refit"]["early_stopped_rounds"] == stopped
+    assert metas[True]["training"]["queries"] == len(fit_queries) + len(valid_queries)
+    assert metas[True]["training"]["data_sha256"] == fit.joined(valid).fingerprint()
+    refit_scores, stopped_scores = (boosters[r].predict(valid.features) for r in (True, False))
+    assert not np.allclose(refit_scores, stopped_scores), "the refit model learned from the held-out queries"
+
+
+def test_refit_rounds_grow_with_the_held_out_share() -> None:
+    assert refit_rounds(90, 0.1) == 100 and refit_rounds(100, 0.0) == 100 and refit_rounds(0, 0.5) == 1
 
 
 # ------------------------------------------------------------------- serving

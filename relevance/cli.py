@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
@@ -27,7 +27,9 @@ from relevance.errors import CatalogError, RelevanceError
 from relevance.filters import SearchFilters
 
 if TYPE_CHECKING:
-    from relevance.api.schemas import SearchParams
+    from pydantic import BaseModel
+
+    Params = TypeVar("Params", bound=BaseModel)
 
 SAMPLE_CATALOG = Path(__file__).resolve().parents[1] / "data" / "sample" / "wands_products.jsonl"
 
@@ -211,15 +213,25 @@ def _index_with_progress(ctx: click.Context, catalog: Path, **checks: Any):
             bar.close()
 
 
+def _ranking_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The filters and ranking choices ``search`` and ``explain`` share."""
+    options = [
+        click.option("--category", help="Category path prefix, e.g. 'Furniture > Beds'."),
+        click.option("--brand", multiple=True, help="Brand (repeat for any of several)."),
+        click.option("--price-min", type=float),
+        click.option("--price-max", type=float),
+        click.option("--in-stock/--any-stock", default=None, help="Only products in stock."),
+        click.option("--mode", type=click.Choice(["hybrid", "lexical", "vector"]), default="hybrid"),
+        click.option("--fusion", type=click.Choice(["rrf", "linear"]), help="Default from settings."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.argument("query")
-@click.option("--category", help="Category path prefix, e.g. 'Furniture > Beds'.")
-@click.option("--brand", multiple=True, help="Brand (repeat for any of several).")
-@click.option("--price-min", type=float)
-@click.option("--price-max", type=float)
-@click.option("--in-stock/--any-stock", default=None, help="Only products in stock.")
-@click.option("--mode", type=click.Choice(["hybrid", "lexical", "vector"]), default="hybrid")
-@click.option("--fusion", type=click.Choice(["rrf", "linear"]), help="Default from settings.")
+@_ranking_options
 @click.option("--size", type=click.IntRange(1, 100), default=10)
 @click.option("--page", type=click.IntRange(1), default=1)
 @click.option("--explain", is_flag=True, help="Show component scores and ranks.")
@@ -230,7 +242,9 @@ def search(ctx: click.Context, query: str, **options: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    params = _search_params(query, options)
+    from relevance.api.schemas import SearchParams
+
+    params = _request_params(SearchParams, query, options, ("page", "size"))
     services = _services(ctx)
     fusion = services.pipeline.default_fusion
     if options["fusion"]:
@@ -264,19 +278,63 @@ def search(ctx: click.Context, query: str, **options: Any) -> None:
         click.echo(f"timings (ms): {result.timings.stages_ms}")
 
 
-def _search_params(query: str, options: dict[str, Any]) -> SearchParams:
+@main.command()
+@click.argument("query")
+@click.argument("product_id")
+@_ranking_options
+@click.option("--rerank/--no-rerank", default=True, show_default=True, help="Let the active learned model reorder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole placement as JSON.")
+@click.pass_context
+@_friendly_errors
+def explain(ctx: click.Context, query: str, product_id: str, as_json: bool, **options: Any) -> None:
+    """Where PRODUCT_ID lands for QUERY, stage by stage, and why (served or not)."""
+    from dataclasses import asdict
+
+    from relevance.api.schemas import RankingParams
+    from relevance.explain import explain_placement
+
+    params = _request_params(RankingParams, query, options, ("rerank",))
+    pipeline = _services(ctx).pipeline
+    fusion = pipeline.default_fusion
+    if options["fusion"]:
+        fusion = fusion.model_copy(update={"method": options["fusion"]})
+    found = explain_placement(
+        pipeline, params.q, product_id, params.filters(), mode=params.mode, fusion=fusion, rerank=params.rerank
+    )
+    if as_json:
+        body = {**asdict(found), "product": found.product.model_dump(), "summary": found.summary()}
+        click.echo(json.dumps(body, indent=2))
+        return
+    click.echo(found.summary())
+    click.echo(f"  {found.product.product_id}: {found.product.title}")
+    for name, placed in (("BM25", found.lexical), ("kNN", found.vector)):
+        if placed is not None:
+            click.echo(f"  {name}: {placed.describe()}")
+    if found.fused_rank is not None:
+        click.echo(f"  fused: rank {found.fused_rank}, score {found.fused_score:.4f}")
+    if found.learned:
+        learned = found.learned
+        click.echo(
+            f"  model {learned['model_version']}: score {learned['score']:.4f} = bias {learned['bias']:.4f} + contributions"
+        )
+        top = sorted(learned["contributions"].items(), key=lambda item: -abs(item[1]))[:8]
+        for feature, contribution in top:
+            value = learned["features"][feature]
+            click.echo(f"    {contribution:+.4f}  {feature} = {'missing' if value is None else f'{value:.4g}'}")
+
+
+def _request_params(model: type[Params], query: str, options: dict[str, Any], extra: tuple[str, ...] = ()) -> Params:
     """The API's own checks (a 1-500 character query, sane filters), as a one-line error naming the option."""
     from pydantic import ValidationError
 
-    from relevance.api.schemas import SearchParams
     from relevance.errors import RequestError
 
     def hint(name: str | None) -> str | None:
         return "QUERY" if name == "q" else name and _flag(name)
 
-    names = ("category", "price_min", "price_max", "in_stock", "page", "size", "mode")
+    names = ("category", "price_min", "price_max", "in_stock", "mode", *extra)
     try:
-        return SearchParams(q=query, brand=list(options["brand"]), **{name: options[name] for name in names})
+        return model(q=query, brand=list(options["brand"]), **{name: options[name] for name in names})
     except ValidationError as exc:
         first = exc.errors()[0]
         raise click.BadParameter(first["msg"], param_hint=hint(str(first["loc"][0]) if first["loc"] else None)) from exc

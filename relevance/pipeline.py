@@ -98,6 +98,18 @@ class RerankDetail:
 
 
 @dataclass
+class RankingTrace:
+    """Every list one search built, for explaining where a product landed (relevance.explain)."""
+
+    fused: list[FusedHit]  # the whole fused list, before the window cut and any learned reordering
+    served: list[FusedHit]  # the window pages are cut from, in served order
+    detail: RerankDetail | None
+    query_vector: np.ndarray | None  # hybrid mode only
+    corrected: dict[str, str]
+    lexical_text: str  # what the BM25 list searched (the query with its corrections)
+
+
+@dataclass
 class SearchResult:
     total: int
     results: list[RankedProduct]
@@ -180,6 +192,42 @@ class SearchPipeline:
         if corrected is None:
             corrected = self.spelling_corrections(text)
         fused, query_vector, version = self._fused(text, corrected, filters, mode, fusion, depth, candidates, timings)
+        return self._served(text, fused, query_vector, version, depth, timings, rerank, features, judged)
+
+    def trace(
+        self,
+        text: str,
+        filters: SearchFilters,
+        *,
+        mode: Mode = "hybrid",
+        fusion: FusionOptions | None = None,
+        rerank: bool = True,
+    ) -> RankingTrace:
+        """The lists ``search`` builds for ``text`` with these settings, kept whole."""
+        timings, fusion, depth = Timings(), fusion or self.default_fusion, self.settings.window
+        corrected = self.spelling_corrections(text)
+        fused, query_vector, version = self._fused(text, corrected, filters, mode, fusion, depth, None, timings)
+        served, detail = self._served(text, fused, query_vector, version, depth, timings, rerank, False, EMPTY)
+        return RankingTrace(fused, served, detail, query_vector, corrected, lexical_text(text, corrected))
+
+    def query_vector(self, text: str, corrected: dict[str, str]) -> np.ndarray:
+        """The vector searches embed for ``text`` (its misspelt words replaced)."""
+        self.index_embedding.require_match(self.embedder)
+        return self.embedder.encode_query(vector_text(text, corrected))
+
+    def _served(
+        self,
+        text: str,
+        fused: list[FusedHit],
+        query_vector: np.ndarray | None,
+        version: str | None,
+        depth: int,
+        timings: Timings,
+        rerank: bool,
+        features: bool,
+        judged: JudgedCategories,
+    ) -> tuple[list[FusedHit], RerankDetail | None]:
+        """The top ``depth`` of the fused list as served: reordered by the active model where one fits."""
         if query_vector is None or not (rerank or features):
             return fused[:depth], None
         model = None

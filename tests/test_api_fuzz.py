@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from relevance.api.schemas import SearchParams
+from relevance.api.schemas import PlacementResponse, SearchParams
 
 SEARCH_NAMES = sorted(SearchParams.model_fields)
 # Values that sit on the rules' edges, beside arbitrary text.
@@ -49,7 +49,11 @@ def _check(response: Any, sent: list[tuple[str, str]], first_rank: int, size: in
         scores = [result["score"] for result in body["results"]]
         assert scores == sorted(scores, reverse=True)
         return
-    assert response.status_code in (400, 422, 501), body
+    _check_error(response.status_code, body, sent)
+
+
+def _check_error(status: int, body: dict, sent: list[tuple[str, str]]) -> None:
+    assert status in (400, 422, 501), body
     assert set(body) == {"error", "detail", "field"} and "Traceback" not in body["detail"]
     assert body["field"] in {name for name, _ in sent} | {"q"}, (body, sent)
 
@@ -77,3 +81,18 @@ def test_any_search_request_gets_a_page_or_a_json_error_naming_what_was_sent(cli
 def test_any_similar_request_gets_a_page_or_a_json_error_naming_what_was_sent(client, extra) -> None:
     first_rank, size = _paging(extra)
     _check(client.get("/products/d1/similar", query_string=extra), extra, first_rank, size)
+
+
+@SETTINGS
+@given(query=st.one_of(st.none(), values), extra=pairs)
+@example(query="drill", extra=[("fusion", "linear"), ("lexical_weight", "1e308"), ("vector_weight", "1e308")])
+def test_any_explain_request_gets_a_placement_or_a_json_error_naming_what_was_sent(client, query, extra) -> None:
+    sent = ([("q", query)] if query is not None else []) + extra
+    response = client.get("/products/d1/explain", query_string=sent)
+    body = _strict_json(response.get_data(as_text=True))
+    assert response.content_type == "application/json"
+    if response.status_code == 200:
+        PlacementResponse.model_validate(body)
+        assert body["product_id"] == "d1" and (body["rank"] is None or 1 <= body["rank"] <= body["total"])
+        return
+    _check_error(response.status_code, body, sent)

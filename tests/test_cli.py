@@ -1,4 +1,4 @@
-"""Command-line behaviour not covered with its module: search's option checks, evaluate's reports."""
+"""Command-line behaviour not covered with its module: search's option checks, explain, evaluate's reports."""
 
 from __future__ import annotations
 
@@ -31,6 +31,26 @@ def test_search_refuses_what_the_api_refuses_in_one_line_naming_the_option(
     error = result.output.strip().splitlines()[-1]
     assert error.startswith(f"Error: Invalid value for {option}:") and message in error
     assert "pydantic" not in result.output
+
+
+def test_explain_places_a_product_in_words_and_as_json(indexed_dir: Path) -> None:
+    base = ["--data-dir", str(indexed_dir), "explain"]
+    words = CliRunner().invoke(main, [*base, "cordless drill", "f2"])  # a sofa: no query term
+    assert words.exit_code == 0, words.output
+    lines = words.stdout.splitlines()
+    assert lines[0].startswith("f2 is ") and "BM25 matched no query term" in lines[0]
+    assert "  BM25: matched no query term" in lines and any(line.startswith("  kNN: rank ") for line in lines)
+    as_json = CliRunner().invoke(main, [*base, "cordless drill", "d3", "--in-stock", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    body = json.loads(as_json.stdout)
+    assert body["passes_filters"] is False and body["rank"] is None and body["product"]["product_id"] == "d3"
+    assert body["summary"] == "d3 is excluded by the request's filters"
+    missing = CliRunner().invoke(main, [*base, "cordless drill", "nope"])
+    assert (
+        missing.exit_code != 0 and "'nope' is not in the index" in missing.output and "Traceback" not in missing.output
+    )
+    refused = CliRunner().invoke(main, [*base, "", "d1"])
+    assert refused.exit_code == 2 and "Invalid value for QUERY" in refused.output
 
 
 def test_evaluate_reports_skipped_queries_writes_out_in_a_new_directory_and_b_reads_the_same_data(

@@ -402,6 +402,24 @@ def test_explanations_sum_to_the_scores_and_order_the_page(ltr_services: Service
     assert len({r["score"] for r in body["results"]}) > 1, "a trained model tells products apart"
 
 
+def test_a_products_placement_carries_the_models_view_of_it(ltr_services: Services, active: str) -> None:
+    client = create_app(services=ltr_services).test_client()
+    served = client.get("/search?q=cordless+drill&explain=true&size=20").get_json()["results"]
+    fused_order = client.get("/search?q=cordless+drill&rerank=false&size=40").get_json()["results"]
+    fused_rank = {r["product_id"]: r["rank"] for r in fused_order}
+    moved = next(r for r in served if r["rank"] > 1 and fused_rank[r["product_id"]] != r["rank"])
+    body = client.get(f"/products/{moved['product_id']}/explain?q=cordless+drill").get_json()
+    assert body["rank"] == moved["rank"] and body["reranked_by"] == active
+    assert body["fused_rank"] == fused_rank[moved["product_id"]]
+    assert f"moved from fused rank {body['fused_rank']} by model {active}" in body["summary"]
+    learned = body["learned"]
+    assert learned == moved["explain"]["learned"], "the same score, features and contributions as /search"
+    assert learned["bias"] + sum(learned["contributions"].values()) == pytest.approx(learned["score"], abs=1e-9)
+    unranked = client.get(f"/products/{moved['product_id']}/explain?q=cordless+drill&rerank=false").get_json()
+    assert unranked["reranked_by"] is None and unranked["learned"] is None
+    assert unranked["rank"] == unranked["fused_rank"] == body["fused_rank"]
+
+
 def test_activation_and_rollback_apply_without_a_restart(ltr_services: Services, trained: str) -> None:
     registry = ltr_services.pipeline.reranker.registry
     client = create_app(services=ltr_services).test_client()

@@ -13,7 +13,16 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 
-from relevance.api.schemas import ErrorResponse, FilterParams, HealthResponse, ProductOut, SearchParams, SearchResponse
+from relevance.api.schemas import (
+    ErrorResponse,
+    FilterParams,
+    HealthResponse,
+    PlacementResponse,
+    ProductOut,
+    RankingParams,
+    SearchParams,
+    SearchResponse,
+)
 
 bp = Blueprint("openapi", __name__)
 REF = "#/components/schemas/"
@@ -52,7 +61,7 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 def build_openapi() -> dict[str, Any]:
     components: dict[str, Any] = {}
-    for model in (SearchResponse, ProductOut, ErrorResponse, HealthResponse):
+    for model in (SearchResponse, ProductOut, ErrorResponse, HealthResponse, PlacementResponse):
         schema = model.model_json_schema(ref_template=REF + "{model}")
         components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
@@ -82,6 +91,17 @@ def build_openapi() -> dict[str, Any]:
                     "responses": {
                         "200": _json(SearchResponse, "One page of neighbours"),
                         **_errors(400, 404, 422, 503),
+                    },
+                }
+            },
+            "/products/{product_id}/explain": {
+                "get": {
+                    "summary": "Where a product lands for a query, stage by stage (BM25 and kNN lists, fusion,"
+                    " the learned model), and why: for any product, served or not",
+                    "parameters": [path_id, *_query_parameters(RankingParams)],
+                    "responses": {
+                        "200": _json(PlacementResponse, "The product's placement"),
+                        **_errors(400, 404, 422, 501, 503),
                     },
                 }
             },

@@ -1,14 +1,17 @@
-"""GET /products/<id> and GET /products/<id>/similar."""
+"""GET /products/<id>, /products/<id>/similar and /products/<id>/explain."""
 
 from __future__ import annotations
+
+from dataclasses import asdict
 
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from relevance.api.params import parse_params
-from relevance.api.schemas import FilterParams, NoParams, result_out
+from relevance.api.schemas import FilterParams, NoParams, RankingParams, result_out
 from relevance.api.timing import server_timing
 from relevance.errors import NotFoundError
+from relevance.explain import explain_placement
 from relevance.services import Services
 
 bp = Blueprint("products", __name__, url_prefix="/products")
@@ -46,3 +49,34 @@ def similar_products(product_id: str) -> ResponseReturnValue:
     )
     response.headers["Server-Timing"] = server_timing(result.timings)
     return response
+
+
+@bp.get("/<product_id>/explain")
+def explain_product(product_id: str) -> ResponseReturnValue:
+    """Where the product lands for ``q`` under these ranking settings, stage by stage, and why."""
+    params = parse_params(RankingParams, request.args)
+    pipeline = _services().pipeline
+    fusion = params.fusion_options(pipeline.default_fusion)
+    placement = explain_placement(
+        pipeline, params.q, product_id, params.filters(), mode=params.mode, fusion=fusion, rerank=params.rerank
+    )
+    return jsonify(
+        {
+            "query": params.q,
+            "product_id": product_id,
+            "mode": params.mode,
+            "fusion": fusion.model_dump() if params.mode == "hybrid" else None,
+            "summary": placement.summary(),
+            "passes_filters": placement.passes_filters,
+            "rank": placement.rank,
+            "total": placement.window,
+            "fused_rank": placement.fused_rank,
+            "fused_score": placement.fused_score,
+            "lexical": asdict(placement.lexical) if placement.lexical else None,
+            "vector": asdict(placement.vector) if placement.vector else None,
+            "reranked_by": placement.reranked_by,
+            "learned": placement.learned,
+            "corrections": placement.corrections,
+            "product": placement.product.model_dump(),
+        }
+    )

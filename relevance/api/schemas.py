@@ -25,7 +25,9 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class FilterParams(BaseModel):
+class Filters(BaseModel):
+    """The filter parameters every listing endpoint takes."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     category: str | None = Field(
@@ -37,11 +39,9 @@ class FilterParams(BaseModel):
     price_min: float | None = Field(None, ge=0, allow_inf_nan=False)
     price_max: float | None = Field(None, ge=0, allow_inf_nan=False)
     in_stock: bool | None = None
-    page: int = Field(1, ge=1, le=10_000)
-    size: int = Field(10, ge=1, le=100, description="Results per page (at most 100).")
 
     @model_validator(mode="after")
-    def _consistent(self) -> FilterParams:
+    def _consistent(self) -> Filters:
         # Raised as RequestError (not ValueError) so the error names the field.
         if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
             raise RequestError(
@@ -66,7 +66,20 @@ class FilterParams(BaseModel):
         )
 
 
-class SearchParams(FilterParams):
+class Paging(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    page: int = Field(1, ge=1, le=10_000)
+    size: int = Field(10, ge=1, le=100, description="Results per page (at most 100).")
+
+
+class FilterParams(Filters, Paging):
+    """/products/<id>/similar: filters and paging."""
+
+
+class RankingParams(Filters):
+    """How a query is ranked: /search without its paging and output options."""
+
     q: str = Field(min_length=1, max_length=500, description="The shopper's query.")
     mode: Mode = Field("hybrid", description="hybrid (both lists fused), lexical (BM25 only) or vector (kNN only).")
     fusion: FusionMethod | None = Field(None, description="rrf or linear; default from settings.")
@@ -77,26 +90,7 @@ class SearchParams(FilterParams):
     normalization: Normalization | None = Field(None, description="Score normalisation of the linear blend.")
     lexical_weight: float | None = Field(None, ge=0, le=MAX_FUSION_WEIGHT, allow_inf_nan=False)
     vector_weight: float | None = Field(None, ge=0, le=MAX_FUSION_WEIGHT, allow_inf_nan=False)
-    explain: bool = Field(
-        False,
-        description="Add each result's component scores and ranks, the learned model's feature values and"
-        " contributions, and the stage timings.",
-    )
     rerank: bool = Field(True, description="Reorder with the active learned model (false: the fused order).")
-    log_features: bool = Field(
-        False, description="Log the feature vectors this request was scored with (hybrid mode: the learned stage's)."
-    )
-
-    @model_validator(mode="after")
-    def _features_need_hybrid(self) -> SearchParams:
-        # Features are computed for the fused window; a lexical or vector search has none to log.
-        if self.log_features and self.mode != "hybrid":
-            raise RequestError(
-                f"log_features needs mode=hybrid (features are computed for the fused window), not {self.mode}",
-                field="log_features",
-                status=422,
-            )
-        return self
 
     def fusion_options(self, defaults: FusionOptions) -> FusionOptions:
         overrides = {
@@ -113,6 +107,28 @@ class SearchParams(FilterParams):
             given = "vector_weight" if self.vector_weight is not None else "lexical_weight"
             raise RequestError("a linear blend needs a weight above 0 (both are 0)", field=given, status=422)
         return fusion
+
+
+class SearchParams(RankingParams, Paging):
+    explain: bool = Field(
+        False,
+        description="Add each result's component scores and ranks, the learned model's feature values and"
+        " contributions, and the stage timings.",
+    )
+    log_features: bool = Field(
+        False, description="Log the feature vectors this request was scored with (hybrid mode: the learned stage's)."
+    )
+
+    @model_validator(mode="after")
+    def _features_need_hybrid(self) -> SearchParams:
+        # Features are computed for the fused window; a lexical or vector search has none to log.
+        if self.log_features and self.mode != "hybrid":
+            raise RequestError(
+                f"log_features needs mode=hybrid (features are computed for the fused window), not {self.mode}",
+                field="log_features",
+                status=422,
+            )
+        return self
 
 
 class LearnedExplanation(BaseModel):
@@ -175,6 +191,34 @@ class SearchResponse(BaseModel):
         ' ("snowblower": "snow blower"; spelling_correction); empty when none.',
     )
     timings_ms: dict[str, float] | None = None
+
+
+class ListPlacementOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rank: int | None = Field(description="1-based; null: not in the list.")
+    score: float | None = Field(description="Its BM25 score or cosine for the query; null: no query term matched.")
+    length: int = Field(description="Candidates this retrieval path returned.")
+    last_score: float | None = Field(description="The list's last entry's score: what a product had to beat.")
+
+
+class PlacementResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str
+    product_id: str
+    mode: str
+    fusion: FusionOptions | None = None
+    summary: str = Field(description="One sentence: where the product lands and why.")
+    passes_filters: bool
+    rank: int | None = Field(description="Its rank in the served ranking (as /search pages it); null: not served.")
+    total: int = Field(description="Results in the served ranking.")
+    fused_rank: int | None = Field(description="Its rank in the fused list, before the learned model's reordering.")
+    fused_score: float | None
+    lexical: ListPlacementOut | None = Field(description="The BM25 list; null in vector mode or engine-side fusion.")
+    vector: ListPlacementOut | None = Field(description="The kNN list; null in lexical mode or engine-side fusion.")
+    reranked_by: str | None
+    learned: LearnedExplanation | None = Field(description="The model's view of it, when the model scored it.")
+    corrections: dict[str, str]
+    product: ProductOut
 
 
 class ErrorResponse(BaseModel):

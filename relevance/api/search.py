@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from relevance.api.params import parse_params
 from relevance.api.schemas import SearchParams, result_out
 from relevance.api.timing import server_timing
+from relevance.explain import learned_explanations
 from relevance.services import Services
 
 bp = Blueprint("search", __name__)
@@ -34,7 +33,10 @@ def search() -> ResponseReturnValue:
     if log_features and result.rerank is not None:
         services.feature_log.write(g.request_id, params.q, result.rerank)
     first_rank = (params.page - 1) * params.size + 1
-    learned = _learned_explanations(services, result) if params.explain else {}
+    learned = {}
+    if params.explain:
+        page_ids = [item.product.product_id for item in result.results]
+        learned = learned_explanations(services.pipeline, result.rerank, page_ids)
     body = {
         "query": params.q,
         "mode": params.mode,
@@ -54,18 +56,3 @@ def search() -> ResponseReturnValue:
     response = jsonify(body)
     response.headers["Server-Timing"] = server_timing(result.timings)
     return response
-
-
-def _learned_explanations(services: Services, result: Any) -> dict[str, dict[str, Any]]:
-    """Feature values and contributions of the page's results, when a model ordered them."""
-    detail = result.rerank
-    model = services.pipeline.reranker.model() if services.pipeline.reranker else None
-    if detail is None or detail.model_version is None or model is None or model.version != detail.model_version:
-        return {}
-    ids = [item.product.product_id for item in result.results]
-    explained = services.pipeline.reranker.explain(model, detail.rows_for(ids))
-    scores = {item.product.product_id: item.hit.ltr_score for item in result.results}
-    return {
-        pid: {"model_version": model.version, "score": scores[pid], **parts}
-        for pid, parts in zip(ids, explained, strict=True)
-    }

@@ -85,10 +85,10 @@ def explain_placement(
 ) -> Placement:
     """Where ``product_id`` lands for ``text`` under these settings, and why."""
     fusion = fusion or pipeline.default_fusion
-    trace = pipeline.trace(text, filters, mode=mode, fusion=fusion, rerank=rerank)
-    found = pipeline.engine.get(pipeline.alias, [product_id])
+    found = pipeline.engine.get(pipeline.alias, [product_id])  # before the search: an unknown id costs none
     if product_id not in found:
         raise NotFoundError(f"product {product_id!r} is not in the index", field="product_id")
+    trace = pipeline.trace(text, filters, mode=mode, fusion=fusion, rerank=rerank)
     alone = filters.model_copy(update={"product_ids": (product_id,)})
     query_vector = (
         trace.query_vector if trace.query_vector is not None else pipeline.query_vector(text, trace.corrected)

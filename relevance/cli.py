@@ -646,6 +646,9 @@ def models_list(ctx: click.Context) -> None:
         marker = "*" if version.is_active else " "
         validation = version.meta.get("validation", {})
         scores = ", ".join(f"{k}={v}" for k, v in validation.items() if k.endswith(("_model", "_fused")))
+        refit = version.meta.get("refit")
+        if refit:  # the figures were measured before the refit, on queries the saved model then learned from
+            scores += f"  (of the model stopped at {refit['early_stopped_rounds']} trees; refit to {refit['rounds']})"
         click.echo(f"{marker} {version.name}  created {version.created_at}  {scores}")
 
 

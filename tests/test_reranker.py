@@ -541,6 +541,10 @@ def test_cli_train_models_and_evaluate(tmp_path: Path, embedder: Embedder) -> No
     assert meta["model_sha256"] and meta["validation"]["queries"] >= 1
     listed = runner.invoke(main, [*base, "models", "list"])
     assert f"* {meta['version']}" in listed.output
+    refit = meta["refit"]
+    assert (
+        f"(of the model stopped at {refit['early_stopped_rounds']} trees; refit to {refit['rounds']})" in listed.output
+    )
     back = runner.invoke(main, [*base, "models", "rollback"])  # to the model bundled with the project
     assert back.exit_code == 0 and "active model: default" in back.output
     assert "* default" in runner.invoke(main, [*base, "models", "list"]).output

@@ -40,7 +40,7 @@ from relevance.services import Services
 from relevance.significance import paired_bootstrap
 from reranker.catalog_stats import STATS_VERSION, CatalogStats, stats_path, write_version_stats
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC
-from reranker.model import DEFAULT_PARAMS, refit_rounds, train_booster
+from reranker.model import DEFAULT_PARAMS, refit_booster, train_booster
 from reranker.training import (
     CandidateList,
     CollectOptions,
@@ -204,9 +204,7 @@ def cross_validate(
         booster, report = train_booster(fit, stop, scale, params)
         rounds.append(report["best_iteration"])
         if refit:  # as `train` does by default: fit and stop queries together, rounds scaled up
-            valid_share = len(stop.groups) / (len(fit.groups) + len(stop.groups))
-            refit_params = {**params, "num_boost_round": refit_rounds(report["best_iteration"], valid_share)}
-            booster, _ = train_booster(fit.joined(stop), None, scale, refit_params)
+            booster, _ = refit_booster(fit, stop, scale, params, report["best_iteration"])
         importance += booster.feature_importance(importance_type="gain")
         for position, qid in enumerate(eligible):
             if fold[qid] != f:

@@ -246,9 +246,7 @@ def search(ctx: click.Context, query: str, **options: Any) -> None:
 
     params = _request_params(SearchParams, query, options, ("page", "size"))
     services = _services(ctx)
-    fusion = services.pipeline.default_fusion
-    if options["fusion"]:
-        fusion = fusion.model_copy(update={"method": options["fusion"]})
+    fusion = params.fusion_options(services.pipeline.default_fusion)
     result = services.pipeline.search(
         params.q, params.filters(), page=options["page"], size=options["size"], mode=options["mode"], fusion=fusion
     )
@@ -295,9 +293,7 @@ def explain(ctx: click.Context, query: str, product_id: str, as_json: bool, **op
 
     params = _request_params(RankingParams, query, options, ("rerank",))
     pipeline = _services(ctx).pipeline
-    fusion = pipeline.default_fusion
-    if options["fusion"]:
-        fusion = fusion.model_copy(update={"method": options["fusion"]})
+    fusion = params.fusion_options(pipeline.default_fusion)
     found = explain_placement(
         pipeline, params.q, product_id, params.filters(), mode=params.mode, fusion=fusion, rerank=params.rerank
     )
@@ -332,7 +328,7 @@ def _request_params(model: type[Params], query: str, options: dict[str, Any], ex
     def hint(name: str | None) -> str | None:
         return "QUERY" if name == "q" else name and _flag(name)
 
-    names = ("category", "price_min", "price_max", "in_stock", "mode", *extra)
+    names = ("category", "price_min", "price_max", "in_stock", "mode", "fusion", *extra)
     try:
         return model(q=query, brand=list(options["brand"]), **{name: options[name] for name in names})
     except ValidationError as exc:

@@ -130,6 +130,16 @@ def train_booster(
     return booster, metrics
 
 
+def refit_booster(
+    train: TrainingSet, valid: TrainingSet, label_scale: float, params: dict[str, Any] | None, best_iteration: int
+) -> tuple[lgb.Booster, int]:
+    """The model trained again on ``train`` and ``valid`` together for the early-stopped round count
+    scaled to them (``refit_rounds``), and that count: what `train` saves by default."""
+    rounds = refit_rounds(best_iteration, len(valid.groups) / (len(train.groups) + len(valid.groups)))
+    booster, _ = train_booster(train.joined(valid), None, label_scale, {**(params or {}), "num_boost_round": rounds})
+    return booster, rounds
+
+
 @dataclass
 class RankerModel:
     version: str

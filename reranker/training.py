@@ -29,7 +29,7 @@ from relevance.pipeline import SearchPipeline
 from reranker.feature_log import read_feature_logs
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC, FIELD_FEATURES
 from reranker.judged_categories import CATEGORIES_FILE, EMPTY, CategoryLearner, JudgedCategories
-from reranker.model import DEFAULT_PARAMS, TrainingSet, refit_rounds, train_booster
+from reranker.model import DEFAULT_PARAMS, TrainingSet, refit_booster, train_booster
 from reranker.registry import ModelRegistry, model_checksum
 
 ListKind = Literal["window", "judged"]
@@ -238,7 +238,7 @@ def train_and_save(
     """Train LightGBM lambdarank with early stopping on ``validation`` and save a model version.
 
     ``refit``: then train again on ``training`` and ``validation`` together for the early-stopped
-    round count scaled to the larger set (``refit_rounds``), and save that model; the validation
+    round count scaled to the larger set (``refit_booster``), and save that model; the validation
     figures are the early-stopped model's, the only ones measured on queries it did not learn
     from. Cross-validated on Home Depot the refit is level within the seed spread (+0.0003
     judged-list, +0.0004 full-retrieval NDCG@10 over five seeds; bench/README, "Refit"); it
@@ -260,10 +260,8 @@ def train_and_save(
                 validation_report[f"{kind}_ndcg@10_fused"] = round(float(np.mean([by_fused[q] for q in keys])), 4)
     refit_report: dict[str, Any] | None = None
     if refit and validation.groups:
-        valid_share = len(validation.groups) / (len(training.groups) + len(validation.groups))
-        rounds = refit_rounds(fit["best_iteration"], valid_share)
-        training = training.joined(validation)
-        booster, _ = train_booster(training, None, scale, {**(params or {}), "num_boost_round": rounds})
+        booster, rounds = refit_booster(training, validation, scale, params, fit["best_iteration"])
+        training = training.joined(validation)  # what the saved model learned from, for its metadata
         refit_report = {"rounds": rounds, "early_stopped_rounds": fit["best_iteration"]}
     importance = booster.feature_importance(importance_type="gain")
     meta = {

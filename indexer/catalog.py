@@ -22,8 +22,7 @@ from indexer.product import Product
 from relevance.errors import CatalogError
 
 FORMATS = ("jsonl", "csv", "parquet")
-# csv's default cell limit (128 KiB) would stop the whole job on one long description; a
-# cell past this one is a quote left open on a big file, and the job stops naming its line.
+# csv's default cell limit (128 KiB) would stop the whole job on one long description.
 CSV_FIELD_LIMIT = 16 * 1024 * 1024
 # Text files are read with errors="surrogateescape": an invalid byte 0xNN arrives as U+DCNN,
 # so its row can be dead-lettered instead of indexed with U+FFFD in place of a letter.
@@ -114,25 +113,101 @@ def _iter_jsonl(path: Path) -> Iterator[RawRow]:
             yield RawRow(number, data, data)
 
 
-def _csv_records(reader: Any, path: Path) -> Iterator[tuple[int, int, list[str]]]:
-    """(first line, last line, cells) of every record; a quoted cell may span lines."""
+@dataclass
+class _CsvRecord:
+    first: int  # physical lines the record spans
+    last: int
+    cells: list[str]
+    open_quote: str | None = None  # the record's first line, when a quote it opened never closed
+    past_limit: bool = False  # the open cell ran past CSV_FIELD_LIMIT before the reader gave up
+
+
+class _LineFeed:
+    """The file's physical lines for csv.reader, numbered, with the lines of a bad record
+    handed back to be read again (csv.reader cannot resync after an error, so each retry
+    starts a new reader on this feed)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self._given_back: list[tuple[int, str]] = []
+        self._read = 0
+        self.taken: list[tuple[int, str]] = []  # (number, line) handed out since start_record
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        if self._given_back:
+            number, line = self._given_back.pop()
+        else:
+            line = next(self._handle)
+            self._read += 1
+            number = self._read
+        self.taken.append((number, line))
+        return line
+
+    def start_record(self) -> None:
+        self.taken = []
+
+    def give_back(self, lines: list[tuple[int, str]]) -> None:
+        self._given_back.extend(reversed(lines))
+
+
+def _csv_records(handle: Any, path: Path) -> Iterator[_CsvRecord]:
+    """Every record of the file; a quoted cell may span lines.
+
+    Read strictly, so a quote that opens a cell and never closes shows as an error instead
+    of running the cell on over the rows below it (the lenient reader swallows them into
+    that cell without a word). Such a record's first line is the bad row; the lines after
+    it are read again as rows. A strict error within one line (``"12" pipe"``) is read
+    as the lenient reader reads it, as before.
+    """
+    feed = _LineFeed(handle)
+    reader = csv.reader(feed, strict=True)
     while True:
-        first = reader.line_num + 1
+        feed.start_record()
         try:
             cells = next(reader)
         except StopIteration:
             return
-        except csv.Error as exc:  # the reader cannot resync after one: the file is refused, line named
-            hint = " (a quote left open runs one cell on to the next quote)" if "field limit" in str(exc) else ""
-            raise CatalogError(f"cannot read CSV file {path} at line {first}: {exc}{hint}", field="catalog") from exc
-        yield first, reader.line_num, cells
+        except csv.Error as exc:
+            lines = feed.taken
+            reader = csv.reader(feed, strict=True)
+            if len(lines) > 1:
+                feed.give_back(lines[1:])
+                past_limit = "field limit" in str(exc)
+                yield _CsvRecord(lines[0][0], lines[-1][0], [], lines[0][1].rstrip("\r\n"), past_limit)
+                continue
+            try:
+                cells = next(csv.reader([lines[0][1]]), [])
+            except csv.Error as lenient_exc:  # a cell past the field limit within one line
+                raise CatalogError(
+                    f"cannot read CSV file {path} at line {lines[0][0]}: {lenient_exc}"
+                    f" (cells hold at most {CSV_FIELD_LIMIT // 2**20} Mi characters)",
+                    field="catalog",
+                ) from exc
+        yield _CsvRecord(feed.taken[0][0], feed.taken[-1][0], cells)
+
+
+def _open_quote_reason(record: _CsvRecord, names: list[str]) -> str:
+    assert record.open_quote is not None
+    cells = next(csv.reader([record.open_quote]), [""])  # the line ends inside the open cell: the last one
+    column = names[len(cells) - 1] if len(cells) <= len(names) else f"cell {len(cells)}"
+    ran = "past the cell limit" if record.past_limit else "to the end of the file or into a misplaced quote"
+    return (
+        f"{column}: a quote opens the cell and never closes (it ran on over lines {record.first}-{record.last}"
+        f" {ran}); this line is set aside and the lines after it are read as rows"
+    )
 
 
 def _iter_csv(path: Path) -> Iterator[RawRow]:
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))  # process-wide: only ever raised
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        records = _csv_records(csv.reader(handle), path)
-        _, _, header = next(records, (0, 0, []))
+        records = _csv_records(handle, path)
+        header_record = next(records, None)
+        header = header_record.cells if header_record else []
+        if header_record is not None and header_record.open_quote is not None:
+            raise CatalogError(f"the header of {path} opens a quote that never closes", field="catalog")
         if not header:
             return
         # As the judgments reader: "Product_ID", " Title " and "product id" name the schema's fields.
@@ -147,13 +222,18 @@ def _iter_csv(path: Path) -> Iterator[RawRow]:
                 " remove or rename the extra one",
                 field="catalog",
             )
-        for first, last, cells in records:
+        for record in records:
+            if record.open_quote is not None:
+                yield RawRow(record.first, None, record.open_quote, _open_quote_reason(record, names))
+                continue
+            cells, first, last = record.cells, record.first, record.last
             if not cells:
                 continue  # a blank line
             values = dict(zip(names, cells, strict=False))
             raw: Any = values if len(cells) == len(names) else cells
-            # Ids and titles never hold a line break: one that does is a quote left open,
-            # which runs the cell on over the following rows up to the next quote.
+            # Ids and titles never hold a line break: one that does is a quote left open that
+            # the strict reader could not catch (the next quote in the file ended a cell),
+            # which ran the cell on over the following rows.
             broken = next((name for name in ("product_id", "title") if _LINE_BREAK.search(values.get(name, ""))), None)
             if broken:
                 reason = (

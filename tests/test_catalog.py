@@ -164,17 +164,57 @@ def write_bytes(path: Path, text: str, *, raw: bytes = b"") -> Path:
     return path
 
 
-def test_csv_unmatched_quote_dead_letters_the_row_and_keeps_what_it_swallowed(tmp_path: Path) -> None:
+def test_csv_quote_left_open_to_the_end_sets_its_line_aside_and_reads_the_rows_below(tmp_path: Path) -> None:
     rows = "".join(f"q{n},title number {n},{n}\n" for n in range(3, 10))
     path = write_bytes(tmp_path / "quote.csv", 'product_id,title,price\nq1,fine,1\nq2,"bad quote title,2\n' + rows)
     loaded = load_catalog(path, tmp_path / "dead.jsonl")
-    assert [p.product_id for p in loaded.products] == ["q1"]
-    assert (loaded.summary.read, loaded.summary.rejected) == (2, 1)
+    assert [p.product_id for p in loaded.products] == ["q1"] + [f"q{n}" for n in range(3, 10)]
+    assert [p.title for p in loaded.products][-1] == "title number 9"
+    assert (loaded.summary.read, loaded.summary.rejected, loaded.summary.indexed) == (9, 1, 8)
     (letter,) = dead_letters(loaded.dead_letter_path)
-    assert letter["line"] == 3
-    assert letter["reason"].startswith("title holds a line break: probably an unmatched quote")
-    assert "lines 3-10" in letter["reason"]
-    assert "q9,title number 9,9" in letter["row"][1], "the swallowed rows are kept in the dead letter"
+    assert letter["line"] == 3 and letter["row"] == 'q2,"bad quote title,2'
+    assert letter["reason"].startswith("title: a quote opens the cell and never closes (it ran on over lines 3-10")
+
+
+def test_csv_quote_left_open_in_a_description_loses_no_row(tmp_path: Path) -> None:
+    # The lenient reader ran q1's description on to q3's opening quote and indexed q1
+    # with q2 and q3 inside it: q2 and q3 were lost without a word.
+    path = write_bytes(
+        tmp_path / "description.csv",
+        "product_id,title,description,price\n"
+        'q1,Drill,"Cordless drill, 18 V,5\n'
+        "q2,Saw,Hand saw,6\n"
+        'q3,Pipe,"Copper pipe, 3/4"" wide",7\n'
+        'q4,Lamp,"Desk lamp\nwith a second line",8\n',
+    )
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    by_id = {p.product_id: p for p in loaded.products}
+    assert sorted(by_id) == ["q2", "q3", "q4"]
+    assert by_id["q3"].description == 'Copper pipe, 3/4" wide' and by_id["q3"].price == 7
+    assert by_id["q4"].description == "Desk lamp\nwith a second line", "a quoted cell may still span lines"
+    (letter,) = dead_letters(loaded.dead_letter_path)
+    assert letter["line"] == 2 and letter["row"] == 'q1,Drill,"Cordless drill, 18 V,5'
+    assert letter["reason"].startswith("description: a quote opens the cell and never closes (it ran on over lines 2-4")
+    assert loaded.summary.read == loaded.summary.indexed + loaded.summary.rejected + loaded.summary.duplicates
+
+
+def test_a_misplaced_quote_within_one_csv_line_is_read_as_before(tmp_path: Path) -> None:
+    # csv's lenient reading of an undoubled quote inside a quoted cell, kept as it was.
+    path = write_bytes(tmp_path / "inch.csv", 'product_id,title,price\n1,"12" pipe",5\n2,Saw,6\n')
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [(p.product_id, p.title, p.price) for p in loaded.products] == [("1", '12 pipe"', 5), ("2", "Saw", 6)]
+    assert loaded.summary.rejected == 0
+
+
+def test_a_title_line_break_the_strict_reader_cannot_catch_is_still_dead_lettered(tmp_path: Path) -> None:
+    # The next quote in the file closes a cell (a bare inch mark), so no strict error: the
+    # title then holds a line break, which titles never do.
+    path = write_bytes(tmp_path / "inch.csv", 'product_id,title,price\nq1,"Drill,1\nq2,Pipe 3/4 in",2\nq3,Saw,3\n')
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [p.product_id for p in loaded.products] == ["q3"]
+    (letter,) = dead_letters(loaded.dead_letter_path)
+    assert letter["line"] == 2 and letter["reason"].startswith("title holds a line break: probably an unmatched quote")
+    assert "q2,Pipe 3/4 in" in letter["row"]["title"], "the swallowed row is kept in the dead letter"
 
 
 def test_csv_rows_with_too_few_or_too_many_cells_are_dead_lettered(tmp_path: Path) -> None:
@@ -224,6 +264,14 @@ def test_long_csv_cells_are_read_and_a_runaway_cell_fails_naming_the_line(tmp_pa
     runaway = write_bytes(tmp_path / "runaway.csv", f'product_id,title\n1,Drill\n2,"open {"y" * 17_000_000}\n')
     with pytest.raises(CatalogError, match=r"^cannot read CSV file .*runaway.csv at line 3: field larger than"):
         load_catalog(runaway, tmp_path / "dead2.jsonl")
+    # Over many lines the open cell is set aside like any quote left open, and the rest is read.
+    lines = "".join(f"{'z' * 1_000_000}\n" for _ in range(17))
+    spanning = write_bytes(tmp_path / "spanning.csv", f'product_id,title\n1,Drill\n2,"open\n{lines}3,Saw\n')
+    loaded = load_catalog(spanning, tmp_path / "dead3.jsonl")
+    assert [p.product_id for p in loaded.products] == ["1", "3"]
+    letters = dead_letters(loaded.dead_letter_path)
+    assert letters[0]["line"] == 3 and "past the cell limit" in letters[0]["reason"]
+    assert [letter["reason"] for letter in letters[1:]] == ["row has 1 cells, header has 2"] * 17
 
 
 def test_a_corrupt_parquet_page_fails_with_one_line_naming_the_file(tmp_path: Path) -> None:

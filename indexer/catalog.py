@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import reprlib
 from collections import Counter
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from indexer.product import Product
@@ -107,6 +109,9 @@ def _iter_jsonl(path: Path) -> Iterator[RawRow]:
                 message = exc.msg.removesuffix(" at")
                 yield RawRow(number, None, line.rstrip("\n"), f"invalid JSON: {message} at column {exc.colno}")
                 continue
+            except (ValueError, RecursionError) as exc:  # an integer past 4,300 digits; nesting past the stack
+                yield RawRow(number, None, line.rstrip("\n"), f"invalid JSON: {_one_line(exc)}")
+                continue
             if not isinstance(data, dict):
                 yield RawRow(number, None, data, f"expected a JSON object, got {type(data).__name__}")
                 continue
@@ -173,7 +178,8 @@ def _csv_records(handle: Any, path: Path) -> Iterator[_CsvRecord]:
         except csv.Error as exc:
             lines = feed.taken
             reader = csv.reader(feed, strict=True)
-            if len(lines) > 1:
+            # A quote open at the end of the file fails on its one line too ("unexpected end of data").
+            if len(lines) > 1 or "end of data" in str(exc):
                 feed.give_back(lines[1:])
                 past_limit = "field limit" in str(exc)
                 yield _CsvRecord(lines[0][0], lines[-1][0], [], lines[0][1].rstrip("\r\n"), past_limit)
@@ -200,28 +206,34 @@ def _open_quote_reason(record: _CsvRecord, names: list[str]) -> str:
     )
 
 
+def _column_names(header: list[str], path: Path) -> list[str]:
+    """The schema's field names for a file's columns; a column named twice refuses the file."""
+    # As the judgments reader: "Product_ID", " Title " and "product id" name the schema's fields.
+    names = [name.strip().lower().replace(" ", "_") for name in header]
+    if _SURROGATE.search("".join(names)):
+        raise CatalogError(f"the header of {path} is not valid UTF-8; save the catalog as UTF-8", field="catalog")
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        spellings = [written for written, name in zip(header, names, strict=True) if name == repeated[0]]
+        raise CatalogError(
+            f"the header of {path} names column {repeated[0]!r} more than once ({spellings});"
+            " remove or rename the extra one",
+            field="catalog",
+        )
+    return names
+
+
 def _iter_csv(path: Path) -> Iterator[RawRow]:
     csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))  # process-wide: only ever raised
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
         records = _csv_records(handle, path)
-        header_record = next(records, None)
+        header_record = next((record for record in records if record.cells or record.open_quote), None)
         header = header_record.cells if header_record else []
         if header_record is not None and header_record.open_quote is not None:
             raise CatalogError(f"the header of {path} opens a quote that never closes", field="catalog")
         if not header:
             return
-        # As the judgments reader: "Product_ID", " Title " and "product id" name the schema's fields.
-        names = [name.strip().lower().replace(" ", "_") for name in header]
-        if _SURROGATE.search("".join(names)):
-            raise CatalogError(f"the header of {path} is not valid UTF-8; save the catalog as UTF-8", field="catalog")
-        repeated = [name for name, count in Counter(names).items() if count > 1]
-        if repeated:
-            spellings = [written for written, name in zip(header, names, strict=True) if name == repeated[0]]
-            raise CatalogError(
-                f"the header of {path} names column {repeated[0]!r} more than once ({spellings});"
-                " remove or rename the extra one",
-                field="catalog",
-            )
+        names = _column_names(header, path)
         for record in records:
             if record.open_quote is not None:
                 yield RawRow(record.first, None, record.open_quote, _open_quote_reason(record, names))
@@ -254,8 +266,10 @@ def _iter_parquet(path: Path) -> Iterator[RawRow]:
 
     try:
         parquet = pq.ParquetFile(path)
+        schema = parquet.schema_arrow
     except Exception as exc:  # pyarrow raises several unrelated types for bad files
         raise CatalogError(f"cannot read Parquet file {path}: {_one_line(exc)}", field="catalog") from exc
+    names = _column_names(list(schema.names), path)
     batches = parquet.iter_batches(batch_size=10_000)
     number = 0
     while True:
@@ -265,9 +279,37 @@ def _iter_parquet(path: Path) -> Iterator[RawRow]:
             raise CatalogError(f"cannot read Parquet file {path}: {_one_line(exc)}", field="catalog") from exc
         if batch is None:
             return
-        for row in batch.to_pylist():
+        columns = [_column_values(column) for column in batch.columns]
+        for values in zip(*columns, strict=True):
             number += 1
+            row = dict(zip(names, values, strict=True))
             yield RawRow(number, {k: v for k, v in row.items() if v is not None}, row)
+
+
+def _column_values(column: Any) -> list[Any]:
+    """A Parquet column's values as the schema wants them: maps and structs as dicts without
+    absent keys, and float16/float32 numbers at their shortest decimal (a float32 19.99 is
+    19.989999771118164 as a Python float, and a price filter at 19.99 would miss it)."""
+    import pyarrow as pa
+
+    def plain(value: Any, dtype: Any) -> Any:
+        if value is None:
+            return None
+        if pa.types.is_float32(dtype) or pa.types.is_float16(dtype):
+            return float(str((np.float16 if pa.types.is_float16(dtype) else np.float32)(value)))
+        if pa.types.is_struct(dtype):
+            fields = (dtype.field(i) for i in range(dtype.num_fields))
+            return {f.name: plain(value[f.name], f.type) for f in fields if value.get(f.name) is not None}
+        if pa.types.is_map(dtype):
+            return {key: plain(item, dtype.item_type) for key, item in value if item is not None}
+        if pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_fixed_size_list(dtype):
+            return [plain(item, dtype.value_type) for item in value]
+        return value
+
+    values = column.to_pylist()
+    dtype = column.type
+    nested = pa.types.is_nested(dtype) or pa.types.is_float32(dtype) or pa.types.is_float16(dtype)
+    return [plain(value, dtype) for value in values] if nested else values
 
 
 def _one_line(exc: Exception) -> str:
@@ -294,6 +336,17 @@ def describe_validation_error(exc: ValidationError) -> str:
         got = f" (got {_REASON_REPR.repr(error['input'])})" if error["type"] != "missing" else ""
         parts.append(f"{name}: {error['msg']}{got}")
     return "; ".join(parts)
+
+
+def _json_safe(value: Any) -> Any:
+    """The row with NaN and infinities as text: the dead-letter file stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def load_catalog(path: Path, dead_letter_path: Path, *, exclusive: bool = False) -> LoadedCatalog:
@@ -328,7 +381,7 @@ def load_catalog(path: Path, dead_letter_path: Path, *, exclusive: bool = False)
                     by_id[product.product_id] = product
                     continue
             summary.rejected += 1
-            record = {"line": row.line, "reason": reason, "row": row.raw, "source": str(path)}
+            record = {"line": row.line, "reason": reason, "row": _json_safe(row.raw), "source": str(path)}
             # Undecodable bytes (surrogates here) become U+FFFD: the file stays UTF-8, the reason names them.
             dead_letters.write(_SURROGATE.sub("\ufffd", json.dumps(record, ensure_ascii=False, default=str)) + "\n")
     summary.indexed = len(by_id)

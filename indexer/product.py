@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import unicodedata
 import zlib
 from functools import cached_property
 from html.parser import HTMLParser
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 CATEGORY_SEPARATOR = " > "
 DESCRIPTION_CHARS = 2000  # the part of a description the reranker reads (and fingerprints)
-AttributeValue = str | int | float | bool
+CATEGORY_MAX_CHARS = 1000
+# Finite floats only: JSON has no NaN, so one would be stored as null and the index could
+# not read its own product back.
+AttributeValue = str | int | Annotated[float, Field(allow_inf_nan=False)] | bool
 
 # Only complete references ("&amp;", "&#39;", "&#x27;"): html.unescape alone would also
 # decode the legacy forms without a semicolon, turning "Black &notched" into "Black ¬ched".
@@ -106,7 +110,7 @@ class Product(BaseModel):
     title: str = Field(min_length=1, max_length=1000)
     description: str | None = Field(None, max_length=50_000)
     brand: str | None = Field(None, max_length=200)
-    category: str | None = Field(None, max_length=1000)
+    category: str | None = None  # at most CATEGORY_MAX_CHARS once normalised (see _normalise_category)
     # allow_inf_nan=False: NaN is refused as "not finite" before the bounds would call it "not >= 0".
     price: float | None = Field(None, ge=0, allow_inf_nan=False)
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
@@ -163,7 +167,12 @@ class Product(BaseModel):
     def _normalise_category(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        return CATEGORY_SEPARATOR.join(split_category(value))
+        # The limit holds for the path as stored ("A>B" grows to "A > B"), which the
+        # index validates again when it reads the product back.
+        normalised = CATEGORY_SEPARATOR.join(split_category(value))
+        if len(normalised) > CATEGORY_MAX_CHARS:
+            raise ValueError(f"is {len(normalised)} characters written as 'A > B', more than {CATEGORY_MAX_CHARS}")
+        return normalised
 
     @field_validator("price", "rating", "rating_count", "popularity", mode="before")
     @classmethod
@@ -186,9 +195,15 @@ class Product(BaseModel):
             return {}
         if isinstance(value, str):
             try:
-                return json.loads(value)
+                value = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"must be a JSON object: {exc.msg}") from exc
+            except (ValueError, RecursionError) as exc:  # an integer past 4,300 digits; nesting past the stack
+                raise ValueError(f"must be a JSON object: {' '.join(str(exc).split())}") from exc
+        if isinstance(value, dict):  # said once here, not once per member of AttributeValue's union
+            for key, item in value.items():
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise ValueError(f"{key!r} is {item}; attribute numbers must be finite")
         return value
 
     @property

@@ -338,3 +338,119 @@ def test_dead_letter_files_are_opened_exclusively(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         load_catalog(catalog, earlier, exclusive=True)
     assert earlier.read_text() == "an earlier job's dead letters\n"
+
+
+def test_rows_that_validate_also_read_back_from_the_index(tmp_path: Path) -> None:
+    # The index validates its own products again when it reads them back: a row accepted
+    # here but refused there stopped the whole job. NaN has no JSON form (it was stored as
+    # null); "A>B" grows to "A > B" when normalised, past the limit.
+    rows = [
+        '{"product_id": "1", "title": "Drill", "attributes": {"length_m": NaN}}',
+        '{"product_id": "2", "title": "Saw", "attributes": {"length_m": Infinity}}',
+        json.dumps({"product_id": "3", "title": "Hammer", "category": ">".join(["Tools"] * 160)}),
+        json.dumps({"product_id": "4", "title": "Lamp", "category": " > ".join(["Tools"] * 120)}),
+        json.dumps({"product_id": "5", "title": "Sofa", "attributes": {"length_m": 2.5}}),
+    ]
+    path = write_bytes(tmp_path / "roundtrip.jsonl", "\n".join(rows) + "\n")
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [p.product_id for p in loaded.products] == ["4", "5"]
+    for product in loaded.products:
+        assert Product.model_validate_json(product.model_dump_json()) == product
+    reasons = {letter["line"]: letter["reason"] for letter in dead_letters(loaded.dead_letter_path)}
+    assert (
+        reasons[1]
+        == "attributes: Value error, 'length_m' is nan; attribute numbers must be finite (got {'length_m': nan})"
+    )
+    assert reasons[2].startswith("attributes: Value error, 'length_m' is inf; attribute numbers must be finite")
+    assert reasons[3].startswith("category: Value error, is 1277 characters written as 'A > B', more than 1000")
+
+
+def test_json_the_parser_cannot_take_is_the_rows_fault_not_the_jobs(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    rows = [
+        '{"product_id": "1", "title": "Drill", "price": ' + "9" * 5000 + "}",
+        '{"product_id": "2", "title": "Saw", "attributes": ' + deep + "}",
+        '{"product_id": "3", "title": "Hammer"}',
+    ]
+    jsonl = write_bytes(tmp_path / "odd.jsonl", "\n".join(rows) + "\n")
+    loaded = load_catalog(jsonl, tmp_path / "dead.jsonl")
+    assert [p.product_id for p in loaded.products] == ["3"]
+    reasons = [letter["reason"] for letter in dead_letters(loaded.dead_letter_path)]
+    assert reasons[0].startswith("invalid JSON: Exceeds the limit (4300 digits)")
+    assert reasons[1].startswith("invalid JSON: maximum recursion depth exceeded")
+    cell = deep.replace('"', '""')
+    csv_path = write_bytes(tmp_path / "odd.csv", f'product_id,title,attributes\n1,Drill,"{cell}"\n2,Saw,\n')
+    loaded = load_catalog(csv_path, tmp_path / "dead2.jsonl")
+    assert [p.product_id for p in loaded.products] == ["2"]
+    (letter,) = dead_letters(loaded.dead_letter_path)
+    assert letter["reason"].startswith("attributes: Value error, must be a JSON object: maximum recursion depth")
+
+
+def test_blank_lines_before_a_csv_header_are_skipped(tmp_path: Path) -> None:
+    path = write_bytes(tmp_path / "blank.csv", "\n\r\nproduct_id,title\n1,cordless drill\n\n2,claw hammer\n")
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [p.product_id for p in loaded.products] == ["1", "2"]
+    assert loaded.summary.rejected == 0
+
+
+def test_a_quote_left_open_on_the_last_csv_line_is_dead_lettered(tmp_path: Path) -> None:
+    path = write_bytes(tmp_path / "last.csv", 'product_id,title,description\n1,Drill,fine\n2,Saw,"unterminated\n')
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [p.product_id for p in loaded.products] == ["1"]
+    (letter,) = dead_letters(loaded.dead_letter_path)
+    assert letter["line"] == 3 and letter["reason"].startswith("description: a quote opens the cell and never closes")
+
+
+def test_parquet_columns_are_named_as_in_csv_and_may_not_repeat(tmp_path: Path) -> None:
+    path = tmp_path / "names.parquet"
+    pq.write_table(pa.table({"Product_ID": ["1"], " Title ": ["Drill"], "price": [5.0]}), path)
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [(p.product_id, p.title, p.price) for p in loaded.products] == [("1", "Drill", 5.0)]
+    twice = pa.Table.from_arrays(
+        [pa.array(["1"]), pa.array(["Drill"]), pa.array([5.0]), pa.array([-3.0])],
+        names=["product_id", "title", "price", "Price"],
+    )
+    pq.write_table(twice, tmp_path / "twice.parquet")
+    with pytest.raises(CatalogError, match=r"names column 'price' more than once \(\['price', 'Price'\]\)"):
+        load_catalog(tmp_path / "twice.parquet", tmp_path / "dead2.jsonl")
+
+
+def test_parquet_struct_and_map_attributes_and_float32_numbers(tmp_path: Path) -> None:
+    # A struct column fills every row's absent keys with null; a map arrives as key-value
+    # pairs; a float32 19.99 is 19.989999771118164 as a Python float.
+    rows = [
+        {"product_id": "1", "title": "Drill", "attributes": {"color": "red"}},
+        {"product_id": "2", "title": "Saw", "attributes": {"weight_kg": 1.5}},
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "struct.parquet")
+    loaded = load_catalog(tmp_path / "struct.parquet", tmp_path / "dead.jsonl")
+    assert [p.attributes for p in loaded.products] == [{"color": "red"}, {"weight_kg": 1.5}]
+    mapped = pa.table(
+        {
+            "product_id": ["1", "2"],
+            "title": ["Drill", "Saw"],
+            "attributes": pa.array(
+                [[("color", "red")], [("size", "XL"), ("fit", None)]], pa.map_(pa.string(), pa.string())
+            ),
+            "price": pa.array([19.99, None], pa.float32()),
+            "rating": pa.array([4.7, 3.3], pa.float16()),
+        }
+    )
+    pq.write_table(mapped, tmp_path / "map.parquet")
+    loaded = load_catalog(tmp_path / "map.parquet", tmp_path / "dead2.jsonl")
+    assert loaded.summary.rejected == 0
+    assert [p.attributes for p in loaded.products] == [{"color": "red"}, {"size": "XL"}]
+    assert [p.price for p in loaded.products] == [19.99, None]
+    assert [p.rating for p in loaded.products] == [4.7, 3.3]
+
+
+def test_dead_letters_are_strict_json(tmp_path: Path) -> None:
+    pq.write_table(
+        pa.table({"product_id": ["1", "2"], "title": ["Drill", "Saw"], "price": [float("nan"), 5.0]}),
+        tmp_path / "nan.parquet",
+    )
+    loaded = load_catalog(tmp_path / "nan.parquet", tmp_path / "dead.jsonl")
+    assert [p.product_id for p in loaded.products] == ["2"]
+    line = loaded.dead_letter_path.read_text().splitlines()[0]
+    letter = json.loads(line, parse_constant=lambda name: pytest.fail(f"bare {name} in the dead letter"))
+    assert letter["row"]["price"] == "nan"

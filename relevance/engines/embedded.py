@@ -501,7 +501,8 @@ class EmbeddedEngine:
                 ]
             index = self._open_tantivy(version)
         except (OSError, ValueError) as exc:
-            raise EngineError(f"index version {version!r} is unreadable: {exc}") from exc
+            detail = " ".join(str(exc).split())  # pydantic's messages span lines
+            raise EngineError(f"index version {version!r} is unreadable: {detail}") from exc
         index.config_reader(reload_policy="Manual")
         index.reload()
         alive = np.array([product is not None for product in products], dtype=bool)

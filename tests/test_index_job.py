@@ -225,3 +225,28 @@ def test_cli_gate_options_without_a_gate_are_refused(tmp_path: Path) -> None:
     result = _cli(tmp_path, "reindex", str(CATALOG), "--gate-margin", "0.5", "--grade-offset", "1")
     assert result.exit_code == 2 and "--gate-margin, --grade-offset without --gate" in result.output
     assert not (tmp_path / "embedding_cache.sqlite3").exists()
+
+
+def test_an_unreadable_embedding_cache_is_set_aside_and_a_damaged_vector_embedded_again(tmp_path: Path) -> None:
+    import sqlite3
+
+    import numpy as np
+
+    from indexer.embedding_cache import EmbeddingCache, embed_with_cache
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return np.eye(4, dtype=np.float32)[[len(t) % 4 for t in texts]]
+
+    path = tmp_path / "cache.sqlite3"
+    path.write_bytes(b"\x8f" * 4096)  # not a database: the cache holds nothing that cannot be embedded again
+    vectors, stats = embed_with_cache(["ab", "abc"], "m", encode, EmbeddingCache(path))
+    assert stats.embedded == 2 and vectors.shape == (2, 4)
+    (aside,) = tmp_path.glob("cache.sqlite3.corrupt-*")
+    assert aside.read_bytes() == b"\x8f" * 4096, "the unreadable file is kept for a look, not deleted"
+    with sqlite3.connect(path) as db:  # one stored vector cut short
+        db.execute("UPDATE vectors SET vector = ? WHERE vector = ?", (b"\x00" * 6, encode(["ab"])[0].tobytes()))
+    vectors, stats = embed_with_cache(["ab", "abc"], "m", encode, EmbeddingCache(path))
+    assert (stats.cache_hits, stats.embedded) == (1, 1)
+    assert np.array_equal(vectors, encode(["ab", "abc"]))
+    _, stats = embed_with_cache(["ab", "abc"], "m", encode, EmbeddingCache(path))
+    assert stats.cache_hits == 2, "the damaged vector was stored again"

@@ -250,3 +250,16 @@ def test_an_unreadable_embedding_cache_is_set_aside_and_a_damaged_vector_embedde
     assert np.array_equal(vectors, encode(["ab", "abc"]))
     _, stats = embed_with_cache(["ab", "abc"], "m", encode, EmbeddingCache(path))
     assert stats.cache_hits == 2, "the damaged vector was stored again"
+
+
+def test_the_smoke_query_estimate_agrees_with_the_embedded_analyzer() -> None:
+    import json
+
+    from indexer.checks import lexically_searchable
+    from relevance.engines.embedded import build_analyzer
+
+    mapping = json.loads((Path(__file__).parents[1] / "mappings" / "embedded.json").read_text())
+    analyzer = build_analyzer(mapping["analyzer"])
+    titles = ["Drill", "the", "The Drill", "Thé", "ｔｈｅ", "Ｄｒｉｌｌ", "!!!", "不锈钢厨房水槽单槽加厚款大号", "水槽"]
+    titles += ["é" * 19, "é" * 20, "a" * 39, "a" * 40, "x" * 39 + "é", "in. ft. ''", "AND or Not"]
+    assert [lexically_searchable(t) for t in titles] == [bool(analyzer.analyze(t)) for t in titles]

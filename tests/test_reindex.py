@@ -204,7 +204,12 @@ def test_a_title_that_analysis_empties_is_no_smoke_query_and_does_not_refuse_the
 
     _, services = engine_services
     rows = [json.loads(line) for line in CATALOG.read_text().splitlines()]
-    rows[0]["title"], rows[8]["title"] = "!!!", "the"  # valid products, but no term survives analysis
+    # Valid products, but no term survives analysis: punctuation, a stop word, one folded to a
+    # stop word, and tokens the embedded analyzer drops as too long (40 UTF-8 bytes or more;
+    # 14 CJK characters are one 42-byte token there).
+    empty_titles = ["!!!", "the", "Thé", "ｔｈｅ", "不锈钢厨房水槽单槽加厚款大号", "é" * 20, "x" * 45]
+    for number in range(len(rows) - 5):  # so any of them taken for searchable would be a smoke query
+        rows[number]["title"] = empty_titles[number % len(empty_titles)]
     odd = tmp_path / "odd.jsonl"
     odd.write_text("".join(json.dumps(row) + "\n" for row in rows))
     report = services.index_catalog(odd)

@@ -9,6 +9,7 @@ interleave writes. Floats are written with Python's shortest round-trip repr and
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import threading
@@ -23,6 +24,8 @@ import numpy as np
 from relevance.errors import CatalogError
 from relevance.pipeline import RerankDetail
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,14 @@ class FeatureLog:
         self.sample = sample
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        self._failures: set[str] = set()
 
     def wanted(self, requested: bool) -> bool:
         """Log this request? Always when asked for, else for the configured share."""
         return requested or (self.sample > 0 and self._random.random() < self.sample)
 
-    def write(self, request_id: str, query: str, detail: RerankDetail) -> Path:
+    def write(self, request_id: str, query: str, detail: RerankDetail) -> Path | None:
+        """Append the request's scored rows; None when the log cannot be written (said once per problem)."""
         now = datetime.now(UTC)
         record: dict[str, Any] = {
             "request_id": request_id,
@@ -68,14 +73,24 @@ class FeatureLog:
         path = self.directory / f"features-{now.strftime('%Y%m%d')}-{os.getpid()}.jsonl"
         line = json.dumps(record, allow_nan=False) + "\n"
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(line)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                with path.open("a", encoding="utf-8") as handle:
+                    handle.write(line)
+            except OSError as exc:  # a full disk costs the log, never the shopper's search
+                problem = f"{type(exc).__name__}: {exc.strerror or exc}"
+                if problem not in self._failures:
+                    self._failures.add(problem)
+                    log.warning("cannot write the feature log %s (%s); searches go on unlogged", path, problem)
+                return None
         return path
 
 
 def read_feature_logs(source: Path) -> Iterator[LoggedRequest]:
     """Every logged request under ``source`` (a file or a directory of them), in file order.
+
+    A file's last line without its newline that does not parse is skipped with a warning
+    (a worker killed mid-write).
 
     Raises:
         CatalogError: a directory without ``*.jsonl`` files, or a line that is not a
@@ -88,10 +103,19 @@ def read_feature_logs(source: Path) -> Iterator[LoggedRequest]:
         with path.open(encoding="utf-8") as handle:
             try:
                 for number, line in enumerate(handle, start=1):
-                    if line.strip():
+                    if not line.strip():
+                        continue
+                    try:
                         logged = _logged_request(line, f"{path}:{number}")
-                        if logged is not None:
-                            yield logged
+                    except CatalogError:
+                        if line.endswith("\n"):
+                            raise
+                        # Only a file's last line lacks its newline: a worker killed mid-write
+                        # (its file is never appended to again; the next process logs under its own pid).
+                        log.warning("%s:%d: skipping an unfinished last line (an interrupted write)", path, number)
+                        continue
+                    if logged is not None:
+                        yield logged
             except UnicodeDecodeError as exc:
                 raise CatalogError(f"{path}: not UTF-8 text ({exc.reason})", field="feature_logs") from exc
 
@@ -106,6 +130,9 @@ def _logged_request(line: str, where: str) -> LoggedRequest | None:
         features = np.array(
             [[np.nan if v is None else v for v in c["features"]] for c in candidates], dtype=np.float64
         ).reshape(len(candidates), len(FEATURE_NAMES))
+        # The spec (a dict) says which features; the names say in which order the values are.
+        columns = {name: i for i, name in enumerate(record["feature_names"])}
+        features = features[:, [columns[name] for name in FEATURE_NAMES]]
         scores = [c["score"] for c in candidates]
         return LoggedRequest(
             str(record["request_id"]),

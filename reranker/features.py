@@ -265,6 +265,7 @@ def _title_features(
 
 
 _TITLE_SEPARATOR = "\x00"  # not whitespace, so a phrase match never spans two titles; a phrase never holds it
+# (a title may: the catalog takes any title with a visible character, so that case is checked)
 # What ``\s+`` matches besides a single space (str.isspace's ASCII characters; non-ASCII text is checked apart).
 _OTHER_WHITESPACE = ("  ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
 
@@ -279,6 +280,8 @@ def _holds_phrase(titles: list[str], phrase: str) -> np.ndarray:
     if not phrase or _TITLE_SEPARATOR in phrase:
         return found
     joined = _TITLE_SEPARATOR.join(titles).lower()
+    if joined.count(_TITLE_SEPARATOR) != len(titles) - 1:  # a title holds the separator: each on its own
+        return np.array([1.0 if _phrase_positions(title.lower(), phrase) else 0.0 for title in titles])
     positions = _phrase_positions(joined, phrase)
     if positions:  # lowering can change a title's length, so measure the lowered ones
         starts = np.cumsum([0] + [len(title) + 1 for title in joined.split(_TITLE_SEPARATOR)])

@@ -45,3 +45,23 @@ def test_a_directory_without_logs_is_an_error_not_an_empty_training_set(tmp_path
         list(read_feature_logs(tmp_path))
     (tmp_path / "features-20260101-1.jsonl").write_text(GOOD + "\n\n")
     assert [r.query for r in read_feature_logs(tmp_path)] == ["drill"]
+
+
+def test_an_unfinished_last_line_is_an_interrupted_write_and_is_skipped(tmp_path: Path) -> None:
+    (tmp_path / "features-20260101-1.jsonl").write_text(f"{GOOD}\n{GOOD[: len(GOOD) // 2]}")
+    (tmp_path / "features-20260101-2.jsonl").write_text(f"{GOOD}\n")
+    assert [r.request_id for r in read_feature_logs(tmp_path)] == ["r1", "r1"]
+    (tmp_path / "features-20260101-1.jsonl").write_text(f"{GOOD[: len(GOOD) // 2]}\n{GOOD}\n")
+    with pytest.raises(CatalogError, match=":1: not JSON"):  # a bad line with lines after it is no crash
+        list(read_feature_logs(tmp_path))
+
+
+def test_logged_values_are_read_by_their_names_not_their_positions(tmp_path: Path) -> None:
+    values = [float(i) for i in range(len(FEATURE_NAMES))]
+    order = list(reversed(range(len(FEATURE_NAMES))))
+    record = json.loads(GOOD)
+    record["feature_names"] = [FEATURE_NAMES[i] for i in order]
+    record["candidates"][0]["features"] = [values[i] for i in order]
+    (tmp_path / "features-20260101-1.jsonl").write_text(json.dumps(record) + "\n")
+    (logged,) = read_feature_logs(tmp_path)
+    assert logged.features[0].tolist() == values

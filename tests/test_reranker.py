@@ -220,6 +220,10 @@ def test_exact_phrase_reads_titles_with_their_whitespace_collapsed() -> None:
         (["Red\u00a0Cordless Drill", "Red Cordless Drill"], [1, 1]),
         (["Red\x1fCordless Drill", "Red Cordless Drill"], [1, 1]),
         (["Red cordless\x0bdrill", "Redcordless Drill"], [1, 0]),
+        # A title may hold the separator the joined search uses: every title still reads as itself
+        # (it shifted every later title's answer, and the last one's ran past the end of the list).
+        (["Claw Hammer\x00Steel", "Red Cordless Drill", "Cordless Drill", "red cordless drill"], [0, 1, 0, 1]),
+        (["Red Cordless\x00Drill", "Red Cordless Drill"], [0, 1]),
     ],
 )
 def test_exact_phrase_is_the_same_whichever_search_finds_it(titles: list[str], expected: list[int]) -> None:
@@ -521,6 +525,21 @@ def test_feature_logging_can_be_sampled(tmp_path: Path, embedder: Embedder) -> N
     assert [r.query for r in read_feature_logs(services.settings.feature_log_dir)] == ["drill"]
     off = make_services(tmp_path / "off", embedder)
     assert not off.feature_log.wanted(False) and off.feature_log.wanted(True)
+
+
+def test_a_feature_log_that_cannot_be_written_costs_no_search(
+    tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = make_services(tmp_path, embedder, feature_log_sample=1.0)
+    services.index_catalog(CATALOG)
+    services.settings.feature_log_dir.write_text("a file where the log directory should be")
+    client = create_app(services=services).test_client()
+    with caplog.at_level(logging.WARNING, logger="reranker.feature_log"):
+        answers = [client.get(url) for url in ("/search?q=drill", "/search?q=saw&log_features=true")]
+    assert [answer.status_code for answer in answers] == [200, 200]
+    assert answers[0].get_json()["results"], "the search is served as usual"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "reranker.feature_log"]
+    assert len(warnings) == 1 and "cannot write the feature log" in warnings[0], "said once, not per request"
 
 
 # ------------------------------------------------------------------------ CLI

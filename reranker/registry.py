@@ -197,7 +197,13 @@ class ModelRegistry:
         return previous
 
     def deactivate(self) -> None:
-        pointer = self._pointer_to_replace()
-        if pointer.get("version"):
-            history = [*pointer.get("history", []), pointer["version"]]
-            _atomic_write(self.active_path, json.dumps({"version": None, "history": history[-20:]}))
+        try:
+            pointer = self._pointer()
+        except ModelError:  # an unreadable pointer: writing an empty one is the repair
+            pointer = self._pointer_to_replace()
+        else:
+            if not pointer.get("version"):
+                return  # nothing active, and the pointer reads: nothing to write
+        history = [*pointer.get("history", []), *([pointer["version"]] if pointer.get("version") else [])]
+        self.root.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.active_path, json.dumps({"version": None, "history": history[-20:]}))

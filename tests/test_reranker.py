@@ -763,5 +763,9 @@ def test_a_corrupt_active_pointer_is_named_and_activate_repairs_it(
         fixed = runner.invoke(main, [*base, "activate", trained])
         assert fixed.exit_code == 0 and f"active model: {trained}" in fixed.output
         assert registry.active_version() == trained
+        registry.active_path.write_text(pointer)  # deactivate repairs it too (it reported so and wrote nothing)
+        off = runner.invoke(main, [*base, "deactivate"])
+        assert off.exit_code == 0 and registry.active_version() is None
+        assert ltr_services.pipeline.reranker.status().state == "off"
     finally:
         registry.deactivate()

@@ -153,15 +153,25 @@ class SearchPipeline:
         candidates: int | None = None,
         timings: Timings | None = None,
         rerank: bool = True,
+        rerank_window: int | None = None,
     ) -> list[FusedHit]:
         """The ranked list for ``text``, cut to ``depth`` (default: the window).
 
         ``candidates`` is the top-N of each retrieval list (default: the setting; a
         single-path mode takes enough to fill the window). In hybrid mode the active
-        learned model reorders the top ``rerank_window`` unless ``rerank`` is False.
+        learned model reorders the top ``rerank_window`` (default: the setting; below it
+        the fused order stands) unless ``rerank`` is False.
         """
         hits, _ = self.ranked_with_detail(
-            text, filters, mode=mode, fusion=fusion, depth=depth, candidates=candidates, timings=timings, rerank=rerank
+            text,
+            filters,
+            mode=mode,
+            fusion=fusion,
+            depth=depth,
+            candidates=candidates,
+            timings=timings,
+            rerank=rerank,
+            rerank_window=rerank_window,
         )
         return hits
 
@@ -179,6 +189,7 @@ class SearchPipeline:
         features: bool = False,
         judged: JudgedCategories = EMPTY,
         corrected: dict[str, str] | None = None,
+        rerank_window: int | None = None,
     ) -> tuple[list[FusedHit], RerankDetail | None]:
         """``ranked`` plus what the rerank stage computed (``features``: compute them even without a model).
 
@@ -192,7 +203,8 @@ class SearchPipeline:
         if corrected is None:
             corrected = self.spelling_corrections(text)
         fused, query_vector, version = self._fused(text, corrected, filters, mode, fusion, depth, candidates, timings)
-        return self._served(text, fused, query_vector, version, depth, timings, rerank, features, judged)
+        reorder = rerank_window or self.settings.rerank_window
+        return self._served(text, fused, query_vector, version, depth, timings, rerank, features, judged, reorder)
 
     def trace(
         self,
@@ -207,7 +219,9 @@ class SearchPipeline:
         timings, fusion, depth = Timings(), fusion or self.default_fusion, self.settings.window
         corrected = self.spelling_corrections(text)
         fused, query_vector, version = self._fused(text, corrected, filters, mode, fusion, depth, None, timings)
-        served, detail = self._served(text, fused, query_vector, version, depth, timings, rerank, False, EMPTY)
+        served, detail = self._served(
+            text, fused, query_vector, version, depth, timings, rerank, False, EMPTY, self.settings.rerank_window
+        )
         return RankingTrace(fused, served, detail, query_vector, corrected, lexical_text(text, corrected))
 
     def query_vector(self, text: str, corrected: dict[str, str]) -> np.ndarray:
@@ -226,8 +240,10 @@ class SearchPipeline:
         rerank: bool,
         features: bool,
         judged: JudgedCategories,
+        rerank_window: int,
     ) -> tuple[list[FusedHit], RerankDetail | None]:
-        """The top ``depth`` of the fused list as served: reordered by the active model where one fits."""
+        """The top ``depth`` of the fused list as served: its top ``rerank_window`` reordered by the
+        active model where one fits, the fused order below that."""
         if query_vector is None or not (rerank or features):
             return fused[:depth], None
         model = None
@@ -235,10 +251,10 @@ class SearchPipeline:
             model = self.reranker.model_for(self.catalog_stats.current())
         if model is None and not features:
             return fused[:depth], None
-        window = fused[: max(depth, self.settings.rerank_window)]
+        window = fused[:rerank_window]
         with timings.stage("rerank"):
             hits, detail = self._rerank(text, query_vector, window, model, depth, version, judged)
-        return hits, detail
+        return hits + fused[len(window) : max(depth - len(hits), 0) + len(window)], detail
 
     def candidate_features(
         self,
@@ -463,7 +479,14 @@ class SearchPipeline:
         unique = list(dict.fromkeys(candidate_ids))
         filters = SearchFilters(product_ids=tuple(unique))
         ranked = self.ranked(
-            text, filters, mode=mode, fusion=fusion, depth=len(unique), candidates=len(unique), rerank=rerank
+            text,
+            filters,
+            mode=mode,
+            fusion=fusion,
+            depth=len(unique),
+            candidates=len(unique),
+            rerank=rerank,
+            rerank_window=len(unique),  # every given candidate is the model's to order
         )
         seen = {hit.product_id for hit in ranked}
         tail = [FusedHit(pid, float("-inf"), None, None, None, None) for pid in unique if pid not in seen]

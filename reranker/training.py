@@ -128,6 +128,7 @@ def candidate_lists(
                     rerank=False,
                     features=True,
                     judged=table,
+                    rerank_window=len(ids),  # as rank_candidates: every judged product is scored
                 )
             if detail is not None:
                 found.append(CandidateList(qid, kind, detail.candidate_ids, detail.features))

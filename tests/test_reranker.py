@@ -392,6 +392,28 @@ def test_explain_on_an_empty_page_is_an_empty_page(ltr_services: Services, activ
     assert response.get_json()["results"] == []
 
 
+def test_only_the_rerank_window_is_reordered_and_the_fused_order_stands_below_it(
+    ltr_services: Services, active: str
+) -> None:
+    pipeline = ltr_services.pipeline
+    fused = pipeline.ranked("cordless drill", SearchFilters(), rerank=False)
+    served = pipeline.ranked("cordless drill", SearchFilters())
+    assert [h.product_id for h in served[:3]] != [h.product_id for h in fused[:3]], "the model moves this query"
+    original = pipeline.settings
+    pipeline.settings = original.model_copy(update={"rerank_window": 3})
+    try:
+        hits, detail = pipeline.ranked_with_detail("cordless drill", SearchFilters())
+        given = [h.product_id for h in fused[:6]]
+        every_candidate = [h.product_id for h in pipeline.rank_candidates("cordless drill", given)]
+    finally:
+        pipeline.settings = original
+    assert detail is not None and len(detail.candidate_ids) == 3
+    assert {h.product_id for h in hits[:3]} == {h.product_id for h in fused[:3]}
+    assert [h.product_id for h in hits[3:]] == [h.product_id for h in fused[3:]]
+    assert all(h.ltr_score is not None for h in hits[:3]) and hits[3].ltr_score is None
+    assert every_candidate == [h.product_id for h in pipeline.rank_candidates("cordless drill", given)]
+
+
 def test_explanations_sum_to_the_scores_and_order_the_page(ltr_services: Services, active: str) -> None:
     client = create_app(services=ltr_services).test_client()
     body = client.get("/search?q=cordless+drill&explain=true&size=20").get_json()

@@ -154,6 +154,36 @@ def test_an_unreadable_alias_is_503_and_a_reindex_repairs_it(tmp_path: Path, emb
         assert client.get("/search?q=drill").status_code == 200
 
 
+def test_a_damaged_index_version_is_503_not_an_empty_or_failing_index(tmp_path: Path, embedder: Embedder) -> None:
+    import json
+    import shutil
+
+    services = make_services(tmp_path, embedder)
+    services.index_catalog(CATALOG)
+    version_dir = services.engine.root / "versions" / services.engine.alias_target(services.settings.index_alias)
+    pristine = tmp_path / "pristine"
+    shutil.copytree(version_dir, pristine)
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    damages = {
+        # tantivy opened an empty index in place of one without its meta.json: lexical found nothing, readyz was ready
+        "tantivy/meta.json": lambda: (version_dir / "tantivy" / "meta.json").unlink(),
+        # valid JSON without the generation: every endpoint, /readyz too, answered 500
+        "lacks 'generation'": lambda: (version_dir / "manifest.json").write_text(
+            json.dumps({k: v for k, v in manifest.items() if k != "generation"})
+        ),
+    }
+    for said, damage in damages.items():
+        fresh = make_services(tmp_path, embedder)  # a worker starting on the damaged version
+        client = create_app(services=fresh).test_client()
+        damage()
+        for url in ("/search?q=drill&mode=lexical", "/search?q=drill", "/readyz"):
+            answer = client.get(url)
+            assert answer.status_code == 503 and said in answer.get_json().get("detail", ""), (said, url)
+        assert not (version_dir / "tantivy" / "meta.json").exists() or said != "tantivy/meta.json", "nothing written"
+        shutil.rmtree(version_dir)
+        shutil.copytree(pristine, version_dir)
+
+
 def test_health_and_readiness(client) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz").get_json()

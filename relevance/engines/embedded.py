@@ -105,6 +105,10 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# What reading a version needs from its manifest (a hand-edited one may lack them).
+_MANIFEST_KEYS = ("generation", "dims", "count", "created_at")
+
+
 @dataclass
 class _Snapshot:
     """An immutable, loaded view of one committed generation of a version."""
@@ -220,7 +224,11 @@ class EmbeddedEngine:
     def _manifest(self, version: str) -> dict[str, Any]:
         path = self._version_dir(version) / "manifest.json"
         try:
-            return self._read_json(path)
+            manifest = self._read_json(path)
+            lacking = [key for key in _MANIFEST_KEYS if key not in manifest]
+            if lacking:
+                raise ValueError(f"it lacks {', '.join(map(repr, lacking))}")
+            return manifest
         except FileNotFoundError as exc:
             raise IndexNotReadyError(f"index version {version!r} does not exist") from exc
         except ValueError as exc:
@@ -242,6 +250,8 @@ class EmbeddedEngine:
         path = self._version_dir(version) / "tantivy"
         if create:
             path.mkdir(parents=True, exist_ok=True)
+        elif not (path / "meta.json").is_file():  # tantivy would create an empty index in its place
+            raise OSError(f"{path / 'meta.json'} is missing")
         index = tantivy.Index(build_schema(self.mapping), path=str(path), reuse=not create)
         index.register_tokenizer(self.mapping["analyzer"]["name"], self.analyzer)
         return index

@@ -89,21 +89,26 @@ def explain_placement(
     if product_id not in found:
         raise NotFoundError(f"product {product_id!r} is not in the index", field="product_id")
     trace = pipeline.trace(text, filters, mode=mode, fusion=fusion, rerank=rerank)
+    query_vector = trace.query_vector  # None where no vector was searched (lexical mode, engine-side fusion)
+    # Whether the filters let it through, asked of the engine that applies them: a kNN search
+    # for the product alone under the filters, with its own vector where no query was embedded
+    # (lexical explains embed nothing, so they work while the embedding model mismatches).
     alone = filters.model_copy(update={"product_ids": (product_id,)})
-    query_vector = (
-        trace.query_vector if trace.query_vector is not None else pipeline.query_vector(text, trace.corrected)
-    )
-    passes = bool(pipeline.engine.vector_search(pipeline.alias, query_vector, alone, 1))
+    probe = query_vector
+    if probe is None:
+        probe = pipeline.engine.get_vectors(pipeline.alias, [product_id])[product_id]
+    passes = bool(pipeline.engine.vector_search(pipeline.alias, probe, alone, 1))
 
     fused_at = {hit.product_id: i for i, hit in enumerate(trace.fused, start=1)}
     served_at = {hit.product_id: i for i, hit in enumerate(trace.served, start=1)}
     fused_hit = trace.fused[fused_at[product_id] - 1] if product_id in fused_at else None
     per_list = mode != "hybrid" or fusion.backend == "layer"  # engine-side fusion reports no per-list scores
     lexical = vector = None
+    only_it = SearchFilters(product_ids=(product_id,))  # its own scores, whatever the filters say
     if per_list and mode in ("hybrid", "lexical"):
-        matched = pipeline.engine.lexical_search(pipeline.alias, trace.lexical_text, alone, 1)
+        matched = pipeline.engine.lexical_search(pipeline.alias, trace.lexical_text, only_it, 1)
         lexical = _in_list(trace.fused, fused_hit, matched[0].score if matched else None, lexical=True)
-    if per_list and mode in ("hybrid", "vector"):
+    if per_list and mode in ("hybrid", "vector") and query_vector is not None:
         cosine = pipeline.engine.cosines(pipeline.alias, query_vector, [product_id]).get(product_id)
         vector = _in_list(trace.fused, fused_hit, cosine, lexical=False)
     model_version = trace.detail.model_version if trace.detail else None

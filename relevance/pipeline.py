@@ -224,11 +224,6 @@ class SearchPipeline:
         )
         return RankingTrace(fused, served, detail, query_vector, corrected, lexical_text(text, corrected))
 
-    def query_vector(self, text: str, corrected: dict[str, str]) -> np.ndarray:
-        """The vector searches embed for ``text`` (its misspelt words replaced)."""
-        self.index_embedding.require_match(self.embedder)
-        return self.embedder.encode_query(vector_text(text, corrected))
-
     def _served(
         self,
         text: str,

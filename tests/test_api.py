@@ -243,6 +243,8 @@ def test_an_index_embedded_by_another_model_is_refused_with_the_reason(
     assert client.get("/products/d1/similar").status_code == 200  # product vectors against product vectors
     lexical = client.get("/search?q=drill&mode=lexical")
     assert lexical.status_code == 200 and lexical.get_json()["results"]
+    explained = client.get("/products/d1/explain?q=drill&mode=lexical")  # embeds nothing either (it was a 503)
+    assert explained.status_code == 200 and explained.get_json()["lexical"]["rank"] is not None
     services.embedder = services.pipeline.embedder = embedder  # set back: served again at once
     assert client.get("/readyz").status_code == 200
     assert client.get("/search?q=drill").get_json()["results"]

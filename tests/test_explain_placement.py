@@ -55,6 +55,12 @@ def test_a_filtered_out_product_says_so(indexed) -> None:
     assert body["passes_filters"] is False and body["rank"] is None
     assert body["summary"] == "d3 is excluded by the request's filters"
     assert placement(client, "d1", "q=cordless+drill&in_stock=true")["passes_filters"] is True
+    # Its own BM25 score whatever the filters say: it matches "drill" (it read null, "no query term matched").
+    unfiltered = placement(client, "d3", "q=cordless+drill")["lexical"]["score"]
+    assert unfiltered is not None
+    assert body["lexical"]["score"] == pytest.approx(unfiltered)
+    lexical = placement(client, "d3", "q=cordless+drill&in_stock=true&mode=lexical")
+    assert lexical["passes_filters"] is False and lexical["lexical"]["score"] == pytest.approx(unfiltered)
 
 
 def test_bad_requests_name_the_field(indexed) -> None:

@@ -47,6 +47,8 @@ def read_meta(version: str, directory: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if not directory.is_dir():
+            raise ModelError(f"model {version}'s directory {directory} is missing", field="version") from None
         raise ModelError(f"model {version} has no {path} (an interrupted save)", field="version") from None
     except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or not JSON
         raise ModelError(f"model {version}'s {path} is unreadable: {exc}", field="version") from exc

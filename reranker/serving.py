@@ -22,10 +22,12 @@ from relevance.served_version import PerVersion, ServedVersion
 from reranker.catalog_stats import CatalogStats, stats_path
 from reranker.compiled import TreeCompiler
 from reranker.features import FEATURE_NAMES
+from reranker.judged_categories import CATEGORIES_FILE
 from reranker.model import RankerModel
-from reranker.registry import ModelRegistry
+from reranker.registry import META_FILE, MODEL_FILE, ModelRegistry
 
 log = logging.getLogger(__name__)
+MODEL_FILES = (MODEL_FILE, META_FILE, CATEGORIES_FILE)  # what RankerModel.load reads
 _NOT_LOADED = object()  # no pointer file is a state too (the bundled model), so None cannot mean "not read"
 
 
@@ -55,7 +57,8 @@ class Reranker:
         self.compiler = compiler
         self.check_catalog_fit = check_catalog_fit  # False: rerank_unfit_catalogs
         self._lock = threading.Lock()
-        self._pointer_key: tuple[int, int, int] | object | None = _NOT_LOADED
+        self._pointer_key: tuple[Any, ...] | object = _NOT_LOADED
+        self._watched: tuple[Path, ...] = ()
         self._model: RankerModel | None = None
         self._status = RerankerStatus("off", None)
         self._reported: set[tuple[str | None, str]] = set()
@@ -103,18 +106,20 @@ class Reranker:
         return "lightgbm", "the trees are being compiled"
 
     def _refresh(self) -> None:
-        try:
-            stat = os.stat(self.registry.active_path)
-            key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        except FileNotFoundError:
-            key = None
+        # The pointer and the active model's own files: a model deleted or rewritten while
+        # active reloads (and degrades) in running workers too, as a new worker would.
+        key = (_file_key(self.registry.active_path), *(_file_key(path) for path in self._watched))
         if key == self._pointer_key:
             return
         with self._lock:
+            key = (_file_key(self.registry.active_path), *(_file_key(path) for path in self._watched))
             if key == self._pointer_key:
                 return
             self._model, self._status = self._load()
-            self._pointer_key = key
+            version = self._status.version
+            directory = self.registry.model_dir(version) if version else None
+            self._watched = tuple(directory / name for name in MODEL_FILES) if directory else ()
+            self._pointer_key = (_file_key(self.registry.active_path), *(_file_key(path) for path in self._watched))
 
     def _load(self) -> tuple[RankerModel | None, RerankerStatus]:
         try:
@@ -153,6 +158,14 @@ class Reranker:
                 }
             )
         return explained
+
+
+def _file_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
 def _json_float(value: float) -> float | None:

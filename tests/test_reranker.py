@@ -513,6 +513,34 @@ def test_a_broken_model_falls_back_to_the_fused_order_and_reports_degraded(
     assert client.get("/readyz").get_json()["status"] == "ready"
 
 
+def test_a_model_deleted_or_damaged_while_serving_degrades_the_running_worker_too(
+    ltr_services: Services, trained: str
+) -> None:
+    import shutil
+
+    registry: ModelRegistry = ltr_services.pipeline.reranker.registry
+    copy = resave(registry, trained)
+    registry.activate(copy)
+    client = create_app(services=ltr_services).test_client()
+    try:
+        assert client.get("/search?q=cordless+drill").get_json()["reranked_by"] == copy  # loaded and serving
+        kept = registry.model_dir(copy).with_name("kept")
+        shutil.copytree(registry.model_dir(copy), kept)
+        shutil.rmtree(registry.model_dir(copy))  # the pointer is untouched: only the model's files went
+        assert client.get("/search?q=cordless+drill").get_json()["reranked_by"] is None
+        ready = client.get("/readyz").get_json()
+        assert ready["status"] == "degraded" and ready["reranker"]["version"] == copy
+        assert ready["reranker"]["reason"].endswith(f"model {copy}'s directory {registry.model_dir(copy)} is missing")
+        shutil.copytree(kept, registry.model_dir(copy))  # put back: served again without a restart
+        assert client.get("/search?q=cordless+drill").get_json()["reranked_by"] == copy
+        model_file = registry.model_dir(copy) / "model.txt"
+        model_file.write_text(model_file.read_text()[:-100])  # rewritten in place
+        assert client.get("/search?q=cordless+drill").get_json()["reranked_by"] is None
+        assert "checksum" in client.get("/readyz").get_json()["reranker"]["reason"]
+    finally:
+        registry.deactivate()
+
+
 # ----------------------------------------------------------- feature logging
 def test_logged_features_reproduce_the_served_scores_exactly(ltr_services: Services, active: str) -> None:
     client = create_app(services=ltr_services).test_client()

@@ -568,8 +568,8 @@ def train(ctx: click.Context, judgments: Path, queries: Path | None, grade_offse
     if options["from_logs"]:  # logged rows keep the values served (by the then active model's table)
         data = collect_from_logs(options["from_logs"], judged, scale, collect)
         valid_ids = set(valid_queries)
-        fit = data.subset({q for q in data.query_ids if q.split(":")[0] not in valid_ids})
-        valid = data.subset({q for q in data.query_ids if q.split(":")[0] in valid_ids})
+        fit = data.subset(set(data.queries) - valid_ids)
+        valid = data.subset(set(data.queries) & valid_ids)
         source["feature_logs"] = str(options["from_logs"])
     else:
         bar = tqdm(total=len(judged.scorable()), desc="candidates", unit="queries", file=sys.stderr)

@@ -48,20 +48,22 @@ class TrainingSet:
 
     features: np.ndarray
     labels: np.ndarray
-    groups: list[int]  # rows per query, in order
-    query_ids: list[str]  # one per group
+    groups: list[int]  # rows per group (one candidate list), in order
+    group_ids: list[str]  # one per group: "<query id>:window", "<query id>:judged", "<query id>:log:<request>"
+    queries: list[str] = field(default_factory=list)  # one per group: its judged query's id
+    kinds: list[str] = field(default_factory=list)  # one per group: "window", "judged" or "log"
     product_ids: list[str] = field(default_factory=list)  # one per row
     weights: np.ndarray | None = None  # one per row; scales each row's lambdarank gradient
 
     @classmethod
     def empty(cls) -> TrainingSet:
-        return cls(np.zeros((0, len(FEATURE_NAMES))), np.zeros(0, dtype=np.int32), [], [], [])
+        return cls(np.zeros((0, len(FEATURE_NAMES))), np.zeros(0, dtype=np.int32), [], [])
 
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
         for array in (np.nan_to_num(self.features, nan=-1e308), self.labels, np.asarray(self.groups)):
             digest.update(np.ascontiguousarray(array).tobytes())
-        digest.update("\n".join(self.query_ids).encode())
+        digest.update("\n".join(self.group_ids).encode())
         return digest.hexdigest()
 
     def joined(self, other: TrainingSet) -> TrainingSet:
@@ -76,22 +78,30 @@ class TrainingSet:
             np.vstack([self.features, other.features]),
             np.concatenate([self.labels, other.labels]),
             [*self.groups, *other.groups],
-            [*self.query_ids, *other.query_ids],
+            [*self.group_ids, *other.group_ids],
+            [*self.queries, *other.queries],
+            [*self.kinds, *other.kinds],
             [*self.product_ids, *other.product_ids] if self.product_ids and other.product_ids else [],
             weights,
         )
 
     def subset(self, keep_queries: set[str]) -> TrainingSet:
+        """The groups of the judged queries ``keep_queries``."""
         starts = np.cumsum([0, *self.groups])
-        rows, groups, qids = [], [], []
-        for i, qid in enumerate(self.query_ids):
-            if qid in keep_queries:
-                rows.extend(range(starts[i], starts[i + 1]))
-                groups.append(self.groups[i])
-                qids.append(qid)
-        pids = [self.product_ids[r] for r in rows] if self.product_ids else []
-        weights = self.weights[rows] if self.weights is not None else None
-        return TrainingSet(self.features[rows], self.labels[rows], groups, qids, pids, weights)
+        rows: list[int] = []
+        kept = [i for i, query in enumerate(self.queries) if query in keep_queries]
+        for i in kept:
+            rows.extend(range(starts[i], starts[i + 1]))
+        return TrainingSet(
+            self.features[rows],
+            self.labels[rows],
+            [self.groups[i] for i in kept],
+            [self.group_ids[i] for i in kept],
+            [self.queries[i] for i in kept],
+            [self.kinds[i] for i in kept],
+            [self.product_ids[r] for r in rows] if self.product_ids else [],
+            self.weights[rows] if self.weights is not None else None,
+        )
 
 
 def label_gains(max_label: int, scale: float) -> list[float]:

@@ -145,6 +145,7 @@ def training_set(
         (
             (
                 item.query_id,
+                item.kind,
                 f"{item.query_id}:{item.kind}",
                 item.product_ids,
                 item.features,
@@ -163,7 +164,7 @@ def collect_from_logs(source: Path, judged: JudgmentSet, scale: float, options: 
     """Training rows straight from served-feature logs, joined to judgments by query text."""
     by_text = {text.strip().lower(): qid for qid, text in judged.queries.items()}
     joined = (
-        (qid, f"{qid}:log:{logged.request_id}", logged.product_ids, logged.features, 1.0)
+        (qid, "log", f"{qid}:log:{logged.request_id}", logged.product_ids, logged.features, 1.0)
         for logged in read_feature_logs(source)
         if (qid := by_text.get(logged.query.strip().lower())) is not None and qid in judged.gains
     )
@@ -171,15 +172,15 @@ def collect_from_logs(source: Path, judged: JudgmentSet, scale: float, options: 
 
 
 def _labelled(
-    groups_in: Iterable[tuple[str, str, list[str], np.ndarray, float]],
+    groups_in: Iterable[tuple[str, str, str, list[str], np.ndarray, float]],
     judged: JudgmentSet,
     scale: float,
     options: CollectOptions,
 ) -> TrainingSet:
-    """(query id, group id, product ids, feature rows, row weight) groups -> a labelled TrainingSet."""
+    """(query id, kind, group id, product ids, feature rows, row weight) groups -> a labelled TrainingSet."""
     rng = random.Random(options.seed)
-    blocks, labels, groups, group_ids, pids, weights = [], [], [], [], [], []
-    for query_id, group_id, product_ids, features, weight in groups_in:
+    blocks, labels, groups, group_ids, queries, kinds, pids, weights = [], [], [], [], [], [], [], []
+    for query_id, kind, group_id, product_ids, features, weight in groups_in:
         keep, group_labels = _labels(product_ids, judged.gains[query_id], scale, options, rng)
         if len(set(group_labels.tolist())) < 2:
             continue  # one grade only: nothing for a ranking objective to learn
@@ -187,11 +188,13 @@ def _labelled(
         labels.append(group_labels)
         groups.append(len(keep))
         group_ids.append(group_id)
+        queries.append(query_id)
+        kinds.append(kind)
         pids.extend(product_ids[i] for i in keep)
         weights.append(np.full(len(keep), weight))
     if not blocks:
         return TrainingSet.empty()
-    data = TrainingSet(np.vstack(blocks), np.concatenate(labels), groups, group_ids, pids)
+    data = TrainingSet(np.vstack(blocks), np.concatenate(labels), groups, group_ids, queries, kinds, pids)
     row_weights = np.concatenate(weights)
     if np.any(row_weights != 1.0):
         data.weights = row_weights
@@ -201,7 +204,7 @@ def _labelled(
 def ndcg_by_group(data: TrainingSet, scores: np.ndarray, scale: float, k: int = 10) -> dict[str, float]:
     """Our NDCG@k of each query group ordered by ``scores`` (gain = label / scale)."""
     results, start = {}, 0
-    for qid, size in zip(data.query_ids, data.groups, strict=True):
+    for qid, size in zip(data.group_ids, data.groups, strict=True):
         rows = slice(start, start + size)
         ids = data.product_ids[rows]
         gains = {pid: label / scale for pid, label in zip(ids, data.labels[rows], strict=True) if label > 0}
@@ -249,13 +252,13 @@ def train_and_save(
     if not training.groups:
         raise ModelError("no training query has two different grades among its candidates; nothing to learn")
     booster, fit = train_booster(training, validation if validation.groups else None, scale, params)
-    validation_report: dict[str, Any] = {"queries": len({q.split(":")[0] for q in validation.query_ids}), **fit}
+    validation_report: dict[str, Any] = {"queries": len(set(validation.queries)), **fit}
     if validation.groups:
         model_scores = booster.predict(validation.features, num_threads=1)
         by_model = ndcg_by_group(validation, model_scores, scale)
         by_fused = ndcg_by_group(validation, fused_order_scores(validation), scale)
-        for kind in options.lists:
-            keys = [q for q in by_model if q.endswith(f":{kind}")]
+        for kind in dict.fromkeys(validation.kinds):  # window, judged, or log (logged requests)
+            keys = [g for g, of in zip(validation.group_ids, validation.kinds, strict=True) if of == kind]
             if keys:
                 validation_report[f"{kind}_ndcg@10_model"] = round(float(np.mean([by_model[q] for q in keys])), 4)
                 validation_report[f"{kind}_ndcg@10_fused"] = round(float(np.mean([by_fused[q] for q in keys])), 4)
@@ -271,7 +274,7 @@ def train_and_save(
         "params": {**DEFAULT_PARAMS, **(params or {})},
         "label_scale": scale,
         "training": {
-            "queries": len({q.split(":")[0] for q in training.query_ids}),
+            "queries": len(set(training.queries)),
             "groups": len(training.groups),
             "rows": len(training.labels),
             "data_sha256": training.fingerprint(),

@@ -559,7 +559,7 @@ def test_logged_features_reproduce_the_served_scores_exactly(ltr_services: Servi
     assert [float(s) for s in rescored[: len(served["results"])]] == [r["score"] for r in served["results"]]
     judged = read_judgments(JUDGMENTS, queries_path=QUERIES)
     data = collect_from_logs(ltr_services.settings.feature_log_dir, judged, 1.0, CollectOptions())
-    group = data.query_ids.index(f"1:log:{logged.request_id}")  # joined to query 1 by its text
+    group = data.group_ids.index(f"1:log:{logged.request_id}")  # joined to query 1 by its text
     start = sum(data.groups[:group])
     rows = data.features[start : start + data.groups[group]]
     assert np.array_equal(rows, logged.features, equal_nan=True), "training reads exactly the served rows"
@@ -819,3 +819,43 @@ def test_a_corrupt_active_pointer_is_named_and_activate_repairs_it(
         assert ltr_services.pipeline.reranker.status().state == "off"
     finally:
         registry.deactivate()
+
+
+def test_logged_groups_split_and_report_by_their_query_whatever_its_id_holds(tmp_path: Path) -> None:
+    # Quepid files use the query text as its id, so an id may hold ":"; logged groups were
+    # split by the text before the first ":" (every such query landed in training) and got
+    # no validation figures (only ":window" and ":judged" groups were reported).
+    rng = np.random.default_rng(3)
+    query_ids = [f"q:{n}" for n in range(1, 25)]
+    features, labels, groups, group_ids, kinds = [], [], [], [], []
+    for qid in query_ids:
+        for request in ("r1", "r2"):
+            grades = rng.integers(0, 3, 8)
+            rows = np.full((8, len(FEATURE_NAMES)), np.nan)
+            rows[:, FEATURE_NAMES.index("fused_rank")] = np.arange(1, 9)
+            rows[:, FEATURE_NAMES.index("title_coverage")] = grades + rng.normal(0, 0.3, 8)
+            features.append(rows)
+            labels.append(grades)
+            groups.append(8)
+            group_ids.append(f"{qid}:log:{request}")
+            kinds.append("log")
+    queries = [qid for qid in query_ids for _ in range(2)]
+    pids = [f"p{row}" for group in groups for row in range(group)]
+    data = TrainingSet(np.vstack(features), np.concatenate(labels), groups, group_ids, queries, kinds, pids)
+    fit_queries, valid_queries = split_queries(query_ids, 0.3)
+    assert valid_queries, "the hash split holds some out"
+    fit = data.subset(set(data.queries) - set(valid_queries))
+    valid = data.subset(set(valid_queries))
+    assert set(valid.queries) == set(valid_queries) and not set(fit.queries) & set(valid_queries)
+    assert len(valid.groups) == 2 * len(valid_queries)
+    _, meta = train_and_save(
+        fit,
+        valid,
+        ModelRegistry(tmp_path / "rankers"),
+        scale=1.0,
+        options=CollectOptions(),
+        params={"min_data_in_leaf": 5},
+    )
+    assert meta["validation"]["queries"] == len(valid_queries)
+    assert meta["validation"]["log_ndcg@10_model"] > meta["validation"]["log_ndcg@10_fused"]
+    assert meta["training"]["queries"] == len(query_ids), "refit on every query"

@@ -846,7 +846,7 @@ def test_logged_groups_split_and_report_by_their_query_whatever_its_id_holds(tmp
     assert valid_queries, "the hash split holds some out"
     fit = data.subset(set(data.queries) - set(valid_queries))
     valid = data.subset(set(valid_queries))
-    assert set(valid.queries) == set(valid_queries) and not set(fit.queries) & set(valid_queries)
+    assert set(valid.queries) == set(valid_queries) and set(fit.queries) == set(fit_queries)
     assert len(valid.groups) == 2 * len(valid_queries)
     _, meta = train_and_save(
         fit,

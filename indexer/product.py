@@ -130,6 +130,19 @@ class Product(BaseModel):
             return str(value)
         return value
 
+    @field_validator("product_id")
+    @classmethod
+    def _id_printable(cls, value: str, info: ValidationInfo) -> str:
+        # Ids travel in URLs and logs: an invisible character (NUL, a zero-width space, a
+        # bidi mark) would make one id look like another, or like none. Indexes written
+        # before this check may hold such ids: they read back as written.
+        if _is_stored(info):
+            return value
+        hidden = next((char for char in value if unicodedata.category(char) in ("Cc", "Cf")), None)
+        if hidden is not None:
+            raise ValueError(f"holds the invisible character U+{ord(hidden):04X}")
+        return value
+
     @field_validator("description")
     @classmethod
     def _description_text(cls, value: str | None, info: ValidationInfo) -> str | None:

@@ -454,3 +454,13 @@ def test_dead_letters_are_strict_json(tmp_path: Path) -> None:
     line = loaded.dead_letter_path.read_text().splitlines()[0]
     letter = json.loads(line, parse_constant=lambda name: pytest.fail(f"bare {name} in the dead letter"))
     assert letter["row"]["price"] == "nan"
+
+
+@pytest.mark.parametrize("hidden", ["\x00", "\u200b", "\u200e", "\ufeff", "\x7f"])
+def test_a_product_id_with_an_invisible_character_is_dead_lettered(tmp_path: Path, hidden: str) -> None:
+    rows = [{"product_id": f"a{hidden}1", "title": "Drill"}, {"product_id": "a1", "title": "Saw"}]
+    path = write_bytes(tmp_path / "ids.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [p.title for p in loaded.products] == ["Saw"], "not a second product that looks like a1"
+    (letter,) = dead_letters(loaded.dead_letter_path)
+    assert letter["reason"].startswith(f"product_id: Value error, holds the invisible character U+{ord(hidden):04X}")

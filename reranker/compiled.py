@@ -85,16 +85,24 @@ def compile_trees(booster: lgb.Booster, checksum: str, cache_dir: Path, toolchai
     if any(_low_word_set(np.asarray(values)).any() for values in thresholds):
         raise ValueError("a split threshold has its low 32 bits set; tl2cgen would read values equal to it as missing")
     library = cache_dir / f"{checksum[:32]}-tl2cgen-{tl2cgen.__version__}.so"
-    if not library.is_file():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned_builds(cache_dir)
-        model = treelite.frontend.from_lightgbm(booster)
-        # Built aside and renamed: another worker compiling the same model never sees half a file.
-        with tempfile.TemporaryDirectory(prefix=BUILD_PREFIX, dir=cache_dir) as scratch:
-            built = Path(scratch) / "trees.so"
-            tl2cgen.export_lib(model, toolchain=toolchain, libpath=built, params={"parallel_comp": 8}, verbose=False)
-            os.replace(built, library)
-    compiled = CompiledTrees(library)
+    if library.is_file():
+        try:
+            return _checked(CompiledTrees(library), booster, thresholds)
+        except (OSError, ValueError, tl2cgen.TL2cgenError) as exc:  # a damaged or foreign file: build anew
+            log.warning("the cached compiled trees %s are unusable (%s); building them again", library, exc)
+            library.unlink(missing_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_builds(cache_dir)
+    model = treelite.frontend.from_lightgbm(booster)
+    # Built aside and renamed: another worker compiling the same model never sees half a file.
+    with tempfile.TemporaryDirectory(prefix=BUILD_PREFIX, dir=cache_dir) as scratch:
+        built = Path(scratch) / "trees.so"
+        tl2cgen.export_lib(model, toolchain=toolchain, libpath=built, params={"parallel_comp": 8}, verbose=False)
+        os.replace(built, library)
+    return _checked(CompiledTrees(library), booster, thresholds)
+
+
+def _checked(compiled: CompiledTrees, booster: lgb.Booster, thresholds: list[list[float]]) -> CompiledTrees:
     probe = probe_rows(thresholds)
     expected = booster.predict(probe, num_threads=1)
     got = compiled.try_predict(probe)

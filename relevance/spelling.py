@@ -32,7 +32,12 @@ def corrections(text: str, stats: CatalogStats) -> dict[str, str]:
     """
     found = {}
     known_stems = stats.texts.stems
+    # analyse's words are ASCII letter runs, so "dewlät" reads as "dewl" and "t": a fragment
+    # like that is no word of the query's and is never corrected (it made "dewaltät").
+    whole_words = {word for word in _LETTERS.findall(text.lower()) if word.isascii()}
     for word in dict.fromkeys(analyse(text).words):
+        if word not in whole_words:
+            continue
         (stem,) = stem_words([word])
         if known_stems.get(stem) >= 0:
             continue
@@ -54,4 +59,4 @@ def vector_text(text: str, corrected: dict[str, str]) -> str:
     return _LETTERS.sub(lambda word: corrected.get(word.group(0).lower(), word.group(0)), text)
 
 
-_LETTERS = re.compile(r"[A-Za-z]+")  # analyse's words are the lowered text's letter runs
+_LETTERS = re.compile(r"[^\W\d_]+")  # letter runs, any script: a correction replaces whole words only

@@ -91,6 +91,18 @@ def test_the_embedding_model_reads_the_query_with_its_misspelt_words_replaced() 
     assert vector_text("cordless drill", {}) == "cordless drill"
 
 
+def test_a_word_with_letters_beyond_ascii_is_not_corrected_piece_by_piece() -> None:
+    # The features' words are ASCII letter runs, so "Dewlät" read as "dewl" + "t": "dewl" was
+    # corrected to "dewalt" and the embedding model read "dewaltät drill".
+    stats = fixture_stats()
+    for query in ("Dewlät drill", "mirrör", "Straße"):
+        found = corrections(query, stats)
+        assert found == {}, query
+        assert vector_text(query, found) == query
+    assert vector_text("Dewlät dewlat", {"dewlat": "dewalt"}) == "Dewlät dewalt", "whole words only"
+    assert corrections("dewlat café", stats) == {"dewlat": "dewalt"}
+
+
 def test_corrected_title_coverage_counts_every_part_of_a_split_word() -> None:
     stats = fixture_stats(copies=3)
     products = {p.product_id: p for p in load_catalog(CATALOG, Path("/dev/null")).products}

@@ -141,7 +141,7 @@ def run_index_job(
         if count != summary.indexed:
             raise EngineError(f"new version {version} holds {count} products, expected {summary.indexed}")
         if catalog_stats_dir is not None:  # the reranker's catalog statistics belong to the version
-            write_version_stats(catalog_stats_dir, version, products)
+            write_version_stats(catalog_stats_dir, version, products, keep_cached=keep_versions)
         checks = check(version, products) if check else {}
         previous = engine.swap_alias(alias, version)
     except BaseException:  # interrupts too: never leave a half-built version behind

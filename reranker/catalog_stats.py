@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -170,19 +171,34 @@ def texts_path(stats_file: Path) -> Path:
     return stats_file.with_name(stats_file.name.removesuffix(".json") + ".texts.npz")
 
 
-def write_version_stats(directory: Path, version: str, products: list[Product]) -> Path:
-    """Save the catalog's statistics for ``version``; an unchanged catalog reuses the last computation."""
+def write_version_stats(directory: Path, version: str, products: list[Product], keep_cached: int = 3) -> Path:
+    """Save the catalog's statistics for ``version``; an unchanged catalog reuses the last computation.
+
+    The computations are kept by content for the ``keep_cached`` catalogs indexed last
+    (~70 MB for 54,667 products, so a catalog that changes every night must not pile them up).
+    """
     digest = hashlib.sha256()
     for product in products:
         fields = (product.product_id, product.title, product.brand, product.category, product.description)
         digest.update("\x1f".join(value or "" for value in fields).encode() + b"\x1e")
     cached = directory / "by-content" / f"v{STATS_VERSION}-{digest.hexdigest()[:32]}.json"
-    if not (cached.is_file() and texts_path(cached).is_file()):
+    if cached.is_file() and texts_path(cached).is_file():
+        os.utime(cached)  # used last: kept longest
+    else:
         CatalogStats.build(products).save(cached)
     target = directory / f"{version}.json"
     shutil.copyfile(texts_path(cached), texts_path(target))
     shutil.copyfile(cached, target)
+    _prune_cached(cached.parent, keep_cached)
     return target
+
+
+def _prune_cached(by_content: Path, keep: int) -> None:
+    current = sorted(by_content.glob(f"v{STATS_VERSION}-*.json"), key=lambda path: path.stat().st_mtime_ns)
+    stale = [path for path in by_content.glob("v*-*.json") if not path.name.startswith(f"v{STATS_VERSION}-")]
+    for path in [*current[:-keep], *stale]:
+        path.unlink(missing_ok=True)
+        texts_path(path).unlink(missing_ok=True)
 
 
 def remove_version_stats(directory: Path, version: str) -> None:

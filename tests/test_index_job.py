@@ -263,3 +263,26 @@ def test_the_smoke_query_estimate_agrees_with_the_embedded_analyzer() -> None:
     titles = ["Drill", "the", "The Drill", "Thé", "ｔｈｅ", "Ｄｒｉｌｌ", "!!!", "不锈钢厨房水槽单槽加厚款大号", "水槽"]
     titles += ["é" * 19, "é" * 20, "a" * 39, "a" * 40, "x" * 39 + "é", "in. ft. ''", "AND or Not"]
     assert [lexically_searchable(t) for t in titles] == [bool(analyzer.analyze(t)) for t in titles]
+
+
+def test_catalog_statistics_kept_by_content_are_pruned_to_the_last_catalogs(tmp_path: Path) -> None:
+    import os
+
+    from indexer.product import Product
+    from reranker.catalog_stats import STATS_VERSION, write_version_stats
+
+    by_content = tmp_path / "by-content"
+    by_content.mkdir()
+    (by_content / "v1-old.json").write_text("{}")  # an older format's: never read again
+    catalogs = [[Product(product_id="1", title=f"Drill {n}")] for n in range(5)]
+    for n, products in enumerate(catalogs):
+        write_version_stats(tmp_path, f"v{n}", products, keep_cached=2)
+    kept = sorted(by_content.glob("*.json"))
+    assert len(kept) == 2 and all(path.name.startswith(f"v{STATS_VERSION}-") for path in kept)
+    assert len(list(by_content.glob("*.texts.npz"))) == 2, "each with its text table"
+    os.utime(kept[0], (0, 0))
+    os.utime(kept[1], (0, 0))
+    write_version_stats(tmp_path, "again", catalogs[0], keep_cached=2)  # an older catalog again: computed anew
+    write_version_stats(tmp_path, "last", catalogs[4], keep_cached=2)  # reused, and now the newest
+    assert len(list(by_content.glob("*.json"))) == 2
+    assert (tmp_path / "last.json").read_text() == (tmp_path / "v4.json").read_text()

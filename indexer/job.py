@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from indexer.product import Product
 from indexer.product_text import product_text
 from relevance.embedder import PROBE_TEXT, Embedder
 from relevance.engines.base import IndexedProduct, SearchEngine
-from relevance.errors import CatalogError, EngineError
+from relevance.errors import CatalogError, EngineError, RelevanceError
 from reranker.catalog_stats import remove_version_stats, write_version_stats
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class IndexReport:
     seconds: float
     pruned: list[str]
     checks: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)  # bookkeeping after the swap that failed
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +55,7 @@ class IndexReport:
             "products_per_second": round(self.summary["indexed"] / self.seconds, 1) if self.seconds else None,
             "pruned_versions": self.pruned,
             "checks": self.checks,
+            "warnings": self.warnings,
         }
 
 
@@ -150,14 +152,32 @@ def run_index_job(
         if catalog_stats_dir is not None:
             remove_version_stats(catalog_stats_dir, version)
         raise
-    if history is not None:
-        history.record(version, previous, {v.name for v in engine.list_versions(alias)})
-    pruned = prune_versions(engine, alias, keep_versions, rollback_target=previous)
-    if catalog_stats_dir is not None:
-        for name in pruned:
-            remove_version_stats(catalog_stats_dir, name)
+    # The new version is live from here: what fails after this is reported, not raised,
+    # so the job does not say it failed when the catalog is being served.
+    warnings: list[str] = []
+    pruned: list[str] = []
+    try:
+        if history is not None:
+            history.record(version, previous, {v.name for v in engine.list_versions(alias)})
+    except (OSError, RelevanceError) as exc:
+        warnings.append(f"the swap was not recorded, so a rollback goes to the newest older version: {_said(exc)}")
+    try:
+        pruned = prune_versions(engine, alias, keep_versions, rollback_target=previous)
+        if catalog_stats_dir is not None:
+            for name in pruned:
+                remove_version_stats(catalog_stats_dir, name)
+    except (OSError, RelevanceError) as exc:
+        warnings.append(f"old versions were not all pruned (the next job prunes them): {_said(exc)}")
+    for warning in warnings:
+        log.warning("version %s is live, but %s", version, warning)
     elapsed = time.perf_counter() - started
-    return IndexReport(summary.as_dict(), version, previous, dead_letter_path, embedding_stats, elapsed, pruned, checks)
+    return IndexReport(
+        summary.as_dict(), version, previous, dead_letter_path, embedding_stats, elapsed, pruned, checks, warnings
+    )
+
+
+def _said(exc: Exception) -> str:
+    return exc.detail if isinstance(exc, RelevanceError) else f"{type(exc).__name__}: {exc}"
 
 
 def _dead_letter_refused(path: Path, refused: list[tuple[str, str]], products: list) -> None:

@@ -182,6 +182,8 @@ def _print_report(report: Any, as_json: bool) -> None:
         click.echo(f"{key:>22}: {value}")
     if report.summary["rejected"]:
         click.echo(f"{report.summary['rejected']} rejected rows with reasons: {report.dead_letter_path}", err=True)
+    for warning in report.warnings:
+        click.echo(f"warning: version {report.version} is live, but {warning}", err=True)
 
 
 def _rollback(ctx: click.Context, as_json: bool) -> None:

@@ -286,3 +286,28 @@ def test_catalog_statistics_kept_by_content_are_pruned_to_the_last_catalogs(tmp_
     write_version_stats(tmp_path, "last", catalogs[4], keep_cached=2)  # reused, and now the newest
     assert len(list(by_content.glob("*.json"))) == 2
     assert (tmp_path / "last.json").read_text() == (tmp_path / "v4.json").read_text()
+
+
+def test_bookkeeping_that_fails_after_the_swap_is_a_warning_not_a_failed_job(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relevance.errors import EngineError
+
+    services = make_services(tmp_path, embedder)
+    first = services.index_catalog(CATALOG).version
+    history = services.settings.swap_history_path
+    history.unlink()
+    history.mkdir()  # the record cannot be written (as on a full disk or a read-only mount)
+
+    def engine_down(*args: object, **kwargs: object) -> list[str]:
+        raise EngineError("elasticsearch at http://127.0.0.1:9 failed to list versions: could not connect")
+
+    monkeypatch.setattr("indexer.job.prune_versions", engine_down)  # the server went away right after the swap
+    report = services.index_catalog(CATALOG)
+    assert services.engine.alias_target(services.settings.index_alias) == report.version != first
+    assert report.warnings[0].startswith("the swap was not recorded, so a rollback goes to the newest older version")
+    assert report.warnings[1] == (
+        "old versions were not all pruned (the next job prunes them):"
+        " elasticsearch at http://127.0.0.1:9 failed to list versions: could not connect"
+    )
+    assert report.as_dict()["warnings"] == report.warnings

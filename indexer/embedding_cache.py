@@ -92,9 +92,8 @@ class EmbeddingCache:
         # Every vector of one model has one size: a stored one of another size (a damaged
         # row) is embedded again rather than stopping the job at np.vstack.
         size = Counter(len(blob) for blob in blobs.values()).most_common(1)[0][0] if blobs else 0
-        found = {key: np.frombuffer(blob, dtype=np.float32) for key, blob in blobs.items() if len(blob) == size}
-        if size % 4 or not size:
-            found = {}
+        usable = size > 0 and size % 4 == 0  # whole float32s
+        found = {k: np.frombuffer(blob, dtype=np.float32) for k, blob in blobs.items() if usable and len(blob) == size}
         if len(found) < len(blobs):
             log.warning(
                 "%d cached vectors of %s have the wrong size; embedding them again", len(blobs) - len(found), model_id

@@ -106,20 +106,21 @@ class Reranker:
         return "lightgbm", "the trees are being compiled"
 
     def _refresh(self) -> None:
-        # The pointer and the active model's own files: a model deleted or rewritten while
-        # active reloads (and degrades) in running workers too, as a new worker would.
-        key = (_file_key(self.registry.active_path), *(_file_key(path) for path in self._watched))
-        if key == self._pointer_key:
+        if self._files_key() == self._pointer_key:
             return
         with self._lock:
-            key = (_file_key(self.registry.active_path), *(_file_key(path) for path in self._watched))
-            if key == self._pointer_key:
+            if self._files_key() == self._pointer_key:
                 return
             self._model, self._status = self._load()
             version = self._status.version
             directory = self.registry.model_dir(version) if version else None
             self._watched = tuple(directory / name for name in MODEL_FILES) if directory else ()
-            self._pointer_key = (_file_key(self.registry.active_path), *(_file_key(path) for path in self._watched))
+            self._pointer_key = self._files_key()
+
+    def _files_key(self) -> tuple[tuple[int, int, int] | None, ...]:
+        """The pointer's and the active model's own files' state: a model deleted or rewritten
+        while active reloads (and degrades) in running workers too, as a new worker would."""
+        return (_file_key(self.registry.active_path), *(_file_key(path) for path in self._watched))
 
     def _load(self) -> tuple[RankerModel | None, RerankerStatus]:
         try:

@@ -7,7 +7,6 @@ refuses a version whose NDCG@10 falls more than a margin below the live one's.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from relevance.errors import CatalogError, ReindexRefused
 from relevance.evaluation import ndcg_at_k
 from relevance.filters import SearchFilters
 from relevance.pipeline import SearchPipeline
+from reranker.text import fold
 
 SMOKE_SAMPLE = 5
 
@@ -44,16 +44,12 @@ _TOKEN = re.compile(r"[^\W_]+")  # the engines' tokenizers split on what is not 
 _TERM_BYTES_LIMIT = 40  # the embedded analyzer drops tokens of this many UTF-8 bytes or more
 
 
-def _folded(token: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", token) if not unicodedata.combining(c))
-
-
 def lexically_searchable(title: str) -> bool:
     """Whether a title keeps a term after English analysis, so searching it can find its product:
     an estimate for engines whose analyzer the layer does not hold. Tokens are folded before
     the stop-word filter, as the engines fold ("Thé" and "ｔｈｅ" are "the")."""
     return any(
-        len(token.encode()) < _TERM_BYTES_LIMIT and _folded(token) not in ENGINE_STOP_WORDS
+        len(token.encode()) < _TERM_BYTES_LIMIT and fold(token) not in ENGINE_STOP_WORDS
         for token in _TOKEN.findall(title.lower())
     )
 

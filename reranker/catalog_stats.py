@@ -29,7 +29,7 @@ from reranker.text import analyse, category_level
 TOP_CATEGORIES_PER_TERM = 8
 
 
-STATS_VERSION = 3
+STATS_VERSION = 4  # 4: text folded beyond ASCII (reranker.text.fold)
 BRAND_MIN_COUNT = 3  # a word is brand-like when it leads at least this many titles...
 BRAND_MIN_LEAD_SHARE = 0.5  # ...and leads at least this share of the titles it appears in
 
@@ -78,7 +78,7 @@ class CatalogStats:
             words.update(set(analysed.words))
             if product.brand:
                 brands.update(analyse(product.brand).words)
-            elif analysed.words and product.title.lower().startswith(analysed.words[0]):
+            elif analysed.words and analysed.text.startswith(analysed.words[0]):
                 leading[analysed.words[0]] += 1  # catalogs without a brand field often lead with it
             category = category_level(product.category)
             if category:

@@ -26,7 +26,7 @@ from indexer.product import Product
 from reranker.catalog_stats import CatalogStats
 from reranker.judged_categories import EMPTY, JudgedCategories
 from reranker.product_texts import BIGRAM_SHIFT, OPTIONAL_TEXT_FIELDS, RAGGED_FIELDS, UNIT_IDS, Rows, TextBatch
-from reranker.text import Analysed, analyse, stem_words
+from reranker.text import Analysed, analyse, fold, stem_words
 
 NAN = float("nan")
 
@@ -38,6 +38,7 @@ class Feature:
     description: str
 
 
+# Every feature that reads text is at version 2 or more since text is folded beyond ASCII (reranker.text.fold).
 FEATURES: tuple[Feature, ...] = (
     Feature("lexical_score", 1, "BM25 over all fields with the field boosts (NaN: not in the lexical list)"),
     Feature("lexical_rank", 1, "rank in the lexical candidate list (NaN: not in it)"),
@@ -45,51 +46,51 @@ FEATURES: tuple[Feature, ...] = (
     Feature("vector_rank", 1, "rank in the kNN candidate list (NaN: not in it)"),
     Feature("fused_score", 1, "the layer's fused score"),
     Feature("fused_rank", 1, "position in the fused window"),
-    Feature("title_coverage", 1, "share of stemmed query terms in the title"),
-    Feature("title_idf_coverage", 1, "idf-weighted share of stemmed query terms in the title"),
-    Feature("title_bm25", 1, "BM25 of the query over the title alone (catalog idf)"),
-    Feature("corrected_title_coverage", 2, "title coverage after spelling correction against the catalog vocabulary"),
-    Feature("brand_coverage", 1, "share of query terms in the brand (NaN: no brand)"),
-    Feature("brand_in_query", 1, "all brand terms appear in the query (NaN: no brand)"),
-    Feature("category_coverage", 1, "share of query terms in the category path (NaN: no category)"),
-    Feature("description_coverage", 1, "share of query terms in the description (NaN: none)"),
-    Feature("brand_bm25", 1, "BM25 of the query over the brand alone (brand-field idf; NaN: no brand)"),
-    Feature("category_bm25", 1, "BM25 of the query over the category path alone (category idf; NaN: none)"),
-    Feature("description_bm25", 1, "BM25 of the query over the description alone (description idf; NaN: none)"),
-    Feature("category_agreement", 1, "P(product's category | query terms), learned from the catalog (NaN: unknown)"),
+    Feature("title_coverage", 2, "share of stemmed query terms in the title"),
+    Feature("title_idf_coverage", 2, "idf-weighted share of stemmed query terms in the title"),
+    Feature("title_bm25", 2, "BM25 of the query over the title alone (catalog idf)"),
+    Feature("corrected_title_coverage", 3, "title coverage after spelling correction against the catalog vocabulary"),
+    Feature("brand_coverage", 2, "share of query terms in the brand (NaN: no brand)"),
+    Feature("brand_in_query", 2, "all brand terms appear in the query (NaN: no brand)"),
+    Feature("category_coverage", 2, "share of query terms in the category path (NaN: no category)"),
+    Feature("description_coverage", 2, "share of query terms in the description (NaN: none)"),
+    Feature("brand_bm25", 2, "BM25 of the query over the brand alone (brand-field idf; NaN: no brand)"),
+    Feature("category_bm25", 2, "BM25 of the query over the category path alone (category idf; NaN: none)"),
+    Feature("description_bm25", 2, "BM25 of the query over the description alone (description idf; NaN: none)"),
+    Feature("category_agreement", 2, "P(product's category | query terms), learned from the catalog (NaN: unknown)"),
     Feature(
         "judged_category_agreement",
-        1,
+        2,
         "P(product's category | query terms), learned from the model's training judgments (NaN: unknown)",
     ),
-    Feature("exact_phrase", 1, "the whole query appears in the title"),
-    Feature("bigram_coverage", 1, "share of query term bigrams in the title (NaN: one-term query)"),
-    Feature("head_term_match", 1, "the query's last word (its head noun, usually) is in the title"),
-    Feature("title_head_in_query", 1, "the title's last word (the product type, usually) is in the query"),
-    Feature("first_title_term_in_query", 1, "the title's first word (often the brand) is in the query"),
-    Feature("number_match", 1, "share of the query's numbers in the title (NaN: none)"),
-    Feature("quantity_match", 1, "share of the query's number+unit pairs in the title (NaN: none)"),
-    Feature("quantity_conflict", 1, "a query unit appears in the title with another number (NaN: no unit)"),
-    Feature("fuzzy_term_best", 1, "mean over query words of their best ratio against a title word / 100"),
-    Feature("query_terms", 1, "number of query terms"),
-    Feature("title_terms", 1, "number of title terms"),
-    Feature("query_has_number", 1, "the query holds a number"),
+    Feature("exact_phrase", 2, "the whole query appears in the title"),
+    Feature("bigram_coverage", 2, "share of query term bigrams in the title (NaN: one-term query)"),
+    Feature("head_term_match", 2, "the query's last word (its head noun, usually) is in the title"),
+    Feature("title_head_in_query", 2, "the title's last word (the product type, usually) is in the query"),
+    Feature("first_title_term_in_query", 2, "the title's first word (often the brand) is in the query"),
+    Feature("number_match", 2, "share of the query's numbers in the title (NaN: none)"),
+    Feature("quantity_match", 2, "share of the query's number+unit pairs in the title (NaN: none)"),
+    Feature("quantity_conflict", 2, "a query unit appears in the title with another number (NaN: no unit)"),
+    Feature("fuzzy_term_best", 2, "mean over query words of their best ratio against a title word / 100"),
+    Feature("query_terms", 2, "number of query terms"),
+    Feature("title_terms", 2, "number of title terms"),
+    Feature("query_has_number", 2, "the query holds a number"),
     Feature("price", 1, "product price (NaN: none)"),
     Feature("rating", 1, "product rating (NaN: none)"),
     Feature("rating_count", 1, "product rating count (NaN: none)"),
     Feature("popularity", 1, "product popularity (NaN: none)"),
-    Feature("trigram_dice", 1, "Dice overlap of query and title character 3-grams (misspellings, compounds)"),
-    Feature("trigram_containment", 1, "share of the query's character 3-grams found in the title"),
-    Feature("head_term_position", 1, "where the query's head word sits in the title: 1 = last word (NaN: absent)"),
-    Feature("query_brand_match", 1, "share of the query's brand words in the title or brand (NaN: none)"),
-    Feature("query_brand_conflict", 1, "the query names a brand and the product is another brand (NaN: unknown)"),
+    Feature("trigram_dice", 2, "Dice overlap of query and title character 3-grams (misspellings, compounds)"),
+    Feature("trigram_containment", 2, "share of the query's character 3-grams found in the title"),
+    Feature("head_term_position", 2, "where the query's head word sits in the title: 1 = last word (NaN: absent)"),
+    Feature("query_brand_match", 2, "share of the query's brand words in the title or brand (NaN: none)"),
+    Feature("query_brand_conflict", 2, "the query names a brand and the product is another brand (NaN: unknown)"),
     # Relative to the other candidates of the same list: raw scores vary a lot between queries.
     Feature("list_size", 1, "candidates being reranked (a window of ~200, or a given candidate set)"),
     Feature("lexical_ratio", 1, "BM25 score / the list's best BM25 score (NaN: not in the lexical list)"),
     Feature("cosine_gap", 1, "the list's best cosine minus this candidate's"),
     Feature("cosine_z", 1, "cosine as a z-score within the list"),
-    Feature("title_coverage_gap", 1, "the list's best title coverage minus this candidate's"),
-    Feature("fuzzy_term_gap", 1, "the list's best fuzzy_term_best minus this candidate's"),
+    Feature("title_coverage_gap", 2, "the list's best title coverage minus this candidate's"),
+    Feature("fuzzy_term_gap", 2, "the list's best fuzzy_term_best minus this candidate's"),
 )
 # Per optional text field, a feature that is NaN exactly when the product lacks the field.
 FIELD_FEATURES = {field: f"{field}_coverage" for field in OPTIONAL_TEXT_FIELDS}
@@ -271,7 +272,7 @@ _OTHER_WHITESPACE = ("  ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x
 
 
 def _holds_phrase(titles: list[str], phrase: str) -> np.ndarray:
-    """Per title: ``phrase`` (lowered, single-spaced) appears in the lowered title, a space matching any whitespace.
+    """Per title: ``phrase`` (folded, single-spaced) appears in the folded title, a space matching any whitespace.
 
     One search over all titles joined (testing each title on its own cost ~2.5 µs a
     title), and no collapsing of their whitespace, which cost more than the search.
@@ -279,11 +280,11 @@ def _holds_phrase(titles: list[str], phrase: str) -> np.ndarray:
     found = np.zeros(len(titles))
     if not phrase or _TITLE_SEPARATOR in phrase:
         return found
-    joined = _TITLE_SEPARATOR.join(titles).lower()
+    joined = fold(_TITLE_SEPARATOR.join(titles))
     if joined.count(_TITLE_SEPARATOR) != len(titles) - 1:  # a title holds the separator: each on its own
-        return np.array([1.0 if _phrase_positions(title.lower(), phrase) else 0.0 for title in titles])
+        return np.array([1.0 if _phrase_positions(fold(title), phrase) else 0.0 for title in titles])
     positions = _phrase_positions(joined, phrase)
-    if positions:  # lowering can change a title's length, so measure the lowered ones
+    if positions:  # folding can change a title's length, so measure the folded ones
         starts = np.cumsum([0] + [len(title) + 1 for title in joined.split(_TITLE_SEPARATOR)])
         found[np.searchsorted(starts, positions, side="right") - 1] = 1.0
     return found

@@ -19,7 +19,7 @@ import numpy as np
 
 from relevance.errors import ModelError
 from relevance.served_version import PerVersion, ServedVersion
-from reranker.catalog_stats import CatalogStats, stats_path
+from reranker.catalog_stats import STATS_VERSION, CatalogStats, stats_path
 from reranker.compiled import TreeCompiler
 from reranker.features import FEATURE_NAMES
 from reranker.judged_categories import CATEGORIES_FILE
@@ -188,4 +188,14 @@ class CatalogStatsProvider:
         path = stats_path(self.data_dir, version) if version else None
         if path is None or not path.is_file():
             return CatalogStats()
-        return CatalogStats.load(path)
+        stats = CatalogStats.load(path)
+        if stats.version != STATS_VERSION:
+            log.warning(
+                "catalog statistics of %s were computed by an older text analysis (version %s, this build %s):"
+                " they serve as they are, but text beyond ASCII may read otherwise than in training; re-index"
+                " to refresh them",
+                version,
+                stats.version,
+                STATS_VERSION,
+            )
+        return stats

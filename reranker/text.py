@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -81,6 +82,27 @@ _UNIT_TOKEN = re.compile(
     r"\s*-?\s*(sq\.?\s?ft\.?|cu\.?\s?ft\.?|square f(?:ee|oo)t|cubic f(?:ee|oo)t|amp-hour|[a-z]+\.?|\"|''|')(?![a-z])"
 )
 _WORD = re.compile(r"[a-z]+")
+_VULGAR_FRACTION = re.compile("[\u00bc-\u00be\u2150-\u215e]")  # ¼ ½ ¾ ⅐ … ⅞
+# Typographic quotes and primes written after sizes (4” x 6”, 8′) read as the ASCII inch and foot marks.
+_SIZE_MARKS = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2033": '"', "\u2018": "'", "\u2019": "'", "\u2032": "'"})
+
+
+def fold(text: str) -> str:
+    """Text as the reranker matches it: lowercased, and beyond ASCII casefolded with accents
+    dropped and compatibility forms unified, as the engines' analyzers fold (``Décor`` ->
+    ``decor``, ``Straße`` -> ``strasse``, ``ｔｈｅ`` -> ``the``, ``2½`` -> ``2 1/2``). Symbols
+    (™ ® ©) separate words, as the engines' tokenizers take them, rather than spell letters."""
+    if text.isascii():
+        return text.lower()
+    text = "".join(" " if unicodedata.category(char) == "So" else char for char in text.translate(_SIZE_MARKS))
+    text = _VULGAR_FRACTION.sub(_spelled_fraction, text)
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
+
+
+def _spelled_fraction(match: re.Match[str]) -> str:
+    # NFKD spells ½ as 1⁄2 with a fraction slash, and would glue it to a number before it ("21⁄2").
+    return " " + unicodedata.normalize("NFKD", match.group()).replace("\u2044", "/")
 
 
 def _unit(token: str) -> str | None:
@@ -119,7 +141,7 @@ def category_level(category: str | None, depth: int = 2) -> str | None:
 
 
 class Analysed(NamedTuple):  # a NamedTuple: built for every new title at serving time, so cheap to make
-    text: str  # lowercased, whitespace collapsed
+    text: str  # folded (``fold``), whitespace collapsed
     words: tuple[str, ...]  # letters-only tokens, stop words dropped, in order
     stems: tuple[str, ...]
     stem_set: frozenset[str]
@@ -154,7 +176,7 @@ def _trigrams(word: str) -> frozenset[str]:
 
 @lru_cache(maxsize=200_000)
 def analyse(text: str) -> Analysed:
-    lowered = " ".join(text.lower().split())
+    lowered = " ".join(fold(text).split())
     numbers, quantities = set(), set()
     if _DIGIT.search(lowered):
         for raw, unit in quantities_in(lowered):

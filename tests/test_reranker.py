@@ -22,7 +22,7 @@ from relevance.errors import ModelError, NotFoundError
 from relevance.filters import SearchFilters
 from relevance.judgments import JudgmentSet, read_judgments
 from relevance.services import Services
-from reranker.catalog_stats import CatalogStats
+from reranker.catalog_stats import STATS_VERSION, CatalogStats, stats_path
 from reranker.feature_log import read_feature_logs
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC, Candidate, compute_features
 from reranker.judged_categories import CATEGORIES_FILE, CategoryLearner, JudgedCategories, fold_of
@@ -101,6 +101,46 @@ def test_units_and_numbers_are_normalised() -> None:
     assert analyse("60-gallon heater").quantities == analyse("60 gal. heater").quantities == {(60.0, "gal")}
     assert analyse("6-1/2 in. blade").quantities == {(6.5, "in")}
     assert analyse("10 ft. x 12 ft.").quantities == {(10.0, "ft"), (12.0, "ft")}
+
+
+def test_text_is_folded_as_the_engines_fold_it() -> None:
+    """Accents, case and compatibility forms neither split words nor hide numbers (``[a-z]+``
+    after ``lower()`` read "décor" as "d" and "cor" and dropped "½")."""
+    assert analyse("Décor Straße").words == analyse("DECOR strasse").words == ("decor", "strasse")
+    assert analyse("ｐｖｃ ｐｉｐｅ").words == ("pvc", "pipe")
+    assert analyse("2½ gal. Bucket").quantities == analyse("2-1/2 gallon bucket").quantities == {(2.5, "gal")}
+    assert analyse("¾ in. Valve").quantities == {(0.75, "in")} and analyse("¾ in. Valve").words == ("valve",)
+    assert analyse("Diamond™ Seal®").words == ("diamond", "seal"), "a symbol separates words, as tokenizers take it"
+    assert analyse("Print 4” x 6.75”").quantities == analyse('print 4" x 6.75"').quantities == {(4, "in"), (6.75, "in")}
+    assert analyse("8′ Cord").quantities == {(8.0, "ft")}
+
+
+def test_accented_titles_match_queries_typed_with_or_without_their_accents() -> None:
+    titles = ["Rustic Décor Wall Shelf", "Rustic Wall Shelf", "Crème Brûlée Torch", "2½ gal. Bucket"]
+    candidates = [Candidate(Product(product_id=f"p{i}", title=t), 1.0, i) for i, t in enumerate(titles, start=1)]
+    for query in ("rustic decor shelf", "Rustic DÉCOR shelf"):
+        decor, plain, *_ = (features_by_name(compute_features(query, candidates, CatalogStats()), i) for i in (0, 1))
+        assert decor["title_coverage"] == 1.0 and plain["title_coverage"] == pytest.approx(2 / 3)
+        assert decor["fuzzy_term_best"] == 1.0 and decor["bigram_coverage"] == 0.5
+    rows = compute_features("creme brulee torch", candidates, CatalogStats())
+    assert rows[:, FEATURE_NAMES.index("exact_phrase")].tolist() == [0.0, 0.0, 1.0, 0.0]
+    bucket = features_by_name(compute_features("2 1/2 gallon bucket", candidates, CatalogStats()), 3)
+    assert bucket["quantity_match"] == 1.0 and bucket["title_coverage"] == 1.0
+
+
+def test_statistics_of_an_older_text_analysis_serve_and_the_log_asks_for_a_reindex(
+    tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = make_services(tmp_path, embedder)
+    version = services.index_catalog(CATALOG).version
+    path = stats_path(services.settings.data_dir, version)
+    older = {**json.loads(path.read_text(encoding="utf-8")), "version": STATS_VERSION - 1}
+    path.write_text(json.dumps(older), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="reranker.serving"):
+        served = services.pipeline.on_index(version).catalog_stats.current()
+    assert served.version == STATS_VERSION - 1 and len(served.texts) == served.documents > 0
+    assert f"older text analysis (version {STATS_VERSION - 1}, this build {STATS_VERSION})" in caplog.text
+    assert "re-index" in caplog.text
 
 
 def test_feature_columns_mean_what_their_names_say(ltr_services: Services) -> None:

@@ -12,17 +12,21 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from pydantic import BaseModel, ValidationError
 
 from relevance.errors import ModelError, NotFoundError
 
 log = logging.getLogger(__name__)
 MODEL_FILE, META_FILE, ACTIVE_FILE = "model.txt", "meta.json", "active.json"
+POINTER_LOCK_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,20 @@ class ModelRegistry:
     def active_version(self) -> str | None:
         return self._pointer().get("version")
 
+    @contextmanager
+    def _changing_pointer(self) -> Iterator[None]:
+        """Held while the pointer is read, changed and written: two operators activating at once
+        must not both extend the history they read and lose one of its entries."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            with FileLock(self.root / f".{ACTIVE_FILE}.lock", timeout=POINTER_LOCK_SECONDS):
+                yield
+        except Timeout:
+            raise ModelError(
+                f"another activation has held {self.active_path} for over {POINTER_LOCK_SECONDS:.0f} s; try again",
+                field="version",
+            ) from None
+
     def activate(self, version: str) -> str | None:
         """Make ``version`` the served model; returns the one it replaces.
 
@@ -162,16 +180,17 @@ class ModelRegistry:
         if version not in self.names():
             raise NotFoundError(f"no model version {version!r} under {self.root} (see models list)", field="version")
         self._check_loads(version, "not activated")
-        pointer = self._pointer_to_replace()
-        previous = pointer.get("version")
-        history = (
-            [*pointer.get("history", []), previous] if previous and previous != version else pointer.get("history", [])
-        )
-        self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(
-            self.active_path,
-            json.dumps({"version": version, "history": history[-20:], "activated_at": datetime.now(UTC).isoformat()}),
-        )
+        with self._changing_pointer():
+            pointer = self._pointer_to_replace()
+            previous = pointer.get("version")
+            history = pointer.get("history", [])
+            history = [*history, previous] if previous and previous != version else history
+            _atomic_write(
+                self.active_path,
+                json.dumps(
+                    {"version": version, "history": history[-20:], "activated_at": datetime.now(UTC).isoformat()}
+                ),
+            )
         return previous
 
     def _check_loads(self, version: str, refusal: str) -> None:
@@ -185,27 +204,29 @@ class ModelRegistry:
 
     def rollback(self) -> str:
         """Re-activate the model that was active before the current one, checked as activate checks it."""
-        pointer = self._pointer()
-        history = [v for v in pointer.get("history", []) if (self.model_dir(v) / MODEL_FILE).is_file()]
-        if not history:
-            raise NotFoundError("no earlier model was active; nothing to roll back to", field="version")
-        previous = history[-1]
-        self._check_loads(previous, f"not rolled back to {previous}")
-        self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(
-            self.active_path,
-            json.dumps({"version": previous, "history": history[:-1], "activated_at": datetime.now(UTC).isoformat()}),
-        )
+        with self._changing_pointer():
+            pointer = self._pointer()
+            history = [v for v in pointer.get("history", []) if (self.model_dir(v) / MODEL_FILE).is_file()]
+            if not history:
+                raise NotFoundError("no earlier model was active; nothing to roll back to", field="version")
+            previous = history[-1]
+            self._check_loads(previous, f"not rolled back to {previous}")
+            _atomic_write(
+                self.active_path,
+                json.dumps(
+                    {"version": previous, "history": history[:-1], "activated_at": datetime.now(UTC).isoformat()}
+                ),
+            )
         return previous
 
     def deactivate(self) -> None:
-        try:
-            pointer = self._pointer()
-        except ModelError:  # an unreadable pointer: writing an empty one is the repair
-            pointer = self._pointer_to_replace()
-        else:
-            if not pointer.get("version"):
-                return  # nothing active, and the pointer reads: nothing to write
-        history = [*pointer.get("history", []), *([pointer["version"]] if pointer.get("version") else [])]
-        self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.active_path, json.dumps({"version": None, "history": history[-20:]}))
+        with self._changing_pointer():
+            try:
+                pointer = self._pointer()
+            except ModelError:  # an unreadable pointer: writing an empty one is the repair
+                pointer = self._pointer_to_replace()
+            else:
+                if not pointer.get("version"):
+                    return  # nothing active, and the pointer reads: nothing to write
+            history = [*pointer.get("history", []), *([pointer["version"]] if pointer.get("version") else [])]
+            _atomic_write(self.active_path, json.dumps({"version": None, "history": history[-20:]}))

@@ -7,6 +7,8 @@ import json
 import logging
 import math
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 from rapidfuzz import fuzz
 
+import reranker.registry as registry_module
 from indexer.catalog import load_catalog
 from indexer.product import Product
 from relevance.api import create_app
@@ -484,6 +487,42 @@ def test_a_products_placement_carries_the_models_view_of_it(ltr_services: Servic
     unranked = client.get(f"/products/{moved['product_id']}/explain?q=cordless+drill&rerank=false").get_json()
     assert unranked["reranked_by"] is None and unranked["learned"] is None
     assert unranked["rank"] == unranked["fused_rank"] == body["fused_rank"]
+
+
+def test_concurrent_activations_keep_every_entry_of_the_history(
+    ltr_services: Services, trained: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two operators activating at once: each reads the pointer, adds what it replaces to the
+    history and writes it. Writing slowly (injected) makes both read the same pointer unless
+    the registry holds them apart, and one entry of the history would be lost."""
+    source = ltr_services.pipeline.reranker.registry.model_dir(trained)
+    registry = ModelRegistry(tmp_path / "rankers")
+    first, second, third = (
+        registry.save(
+            (source / "model.txt").read_text(),
+            json.loads((source / "meta.json").read_text()),
+            {CATEGORIES_FILE: (source / CATEGORIES_FILE).read_text()},
+        )
+        for _ in range(3)
+    )
+    registry.activate(first)
+    write = registry_module._atomic_write
+
+    def slow_write(path: Path, text: str) -> None:
+        time.sleep(0.3)
+        write(path, text)
+
+    monkeypatch.setattr(registry_module, "_atomic_write", slow_write)
+    threads = [threading.Thread(target=registry.activate, args=(version,)) for version in (second, third)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pointer = json.loads(registry.active_path.read_text())
+    assert pointer["history"][0] == first and len(pointer["history"]) == 2
+    assert {pointer["version"], *pointer["history"]} == {first, second, third}
+    registry.rollback()
+    assert registry.active_version() == pointer["history"][-1]
 
 
 def test_activation_and_rollback_apply_without_a_restart(ltr_services: Services, trained: str) -> None:

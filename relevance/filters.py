@@ -2,30 +2,49 @@
 
 Category filters match a path prefix at segment boundaries ("Tools > Power Tools"
 matches "Tools > Power Tools > Drills", not "Tools > Power Toolsets"), compared
-case-insensitively. Brands match case-insensitively; several brands mean any of them.
+folded (case, accents). Brands match folded too; several brands mean any of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from indexer.product import CATEGORY_SEPARATOR, split_category
+from reranker.text import fold
+
+
+def _key(text: str) -> str:
+    """Text as filters compare it: folded as the analyzers fold (case, accents, compatibility
+    forms: ``Straße`` = ``STRASSE``, ``Décor`` = ``decor``), whitespace collapsed."""
+    return " ".join(fold(text).split())
 
 
 def category_key(path: str) -> str:
-    """Canonical form of a category path for matching: trimmed, lower-case segments."""
-    return CATEGORY_SEPARATOR.join(segment.lower() for segment in split_category(path))
+    """Canonical form of a category path for matching: trimmed, folded segments."""
+    return CATEGORY_SEPARATOR.join(_key(segment) for segment in split_category(path))
 
 
-def category_prefix_keys(path: str | None) -> list[str]:
+def category_prefix_keys(path: str | None, key: Callable[[str], str] = category_key) -> list[str]:
     """Every prefix of a product's category path, canonical: what a prefix filter can hit."""
     if not path:
         return []
-    segments = category_key(path).split(CATEGORY_SEPARATOR)
+    segments = key(path).split(CATEGORY_SEPARATOR)
     return [CATEGORY_SEPARATOR.join(segments[: depth + 1]) for depth in range(len(segments))]
 
 
 def brand_key(brand: str) -> str:
+    return _key(brand)
+
+
+# Indexes written before keys were folded (2026-11-29) hold them lowercased only; a filter
+# asks for that form too, so they keep matching what they matched until they are re-indexed.
+def lowered_category_key(path: str) -> str:
+    return CATEGORY_SEPARATOR.join(segment.lower() for segment in split_category(path))
+
+
+def lowered_brand_key(brand: str) -> str:
     return " ".join(brand.lower().split())
 
 
@@ -54,9 +73,12 @@ class SearchFilters(BaseModel):
         return self == SearchFilters()
 
     @property
-    def category_filter_key(self) -> str | None:
-        return category_key(self.category) if self.category else None
+    def category_filter_keys(self) -> list[str]:
+        """The category's keys: any of them matches (the folded one, and the lowercased one of older indexes)."""
+        if not self.category:
+            return []
+        return list(dict.fromkeys([category_key(self.category), lowered_category_key(self.category)]))
 
     @property
     def brand_keys(self) -> list[str]:
-        return [brand_key(b) for b in self.brand]
+        return list(dict.fromkeys(key for b in self.brand for key in (brand_key(b), lowered_brand_key(b))))

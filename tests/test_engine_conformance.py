@@ -201,6 +201,60 @@ def test_category_prefix_stops_at_segment_boundaries(live: SearchEngine) -> None
     )
 
 
+def _index_accented(engine: SearchEngine) -> None:
+    products = [
+        Product(product_id="w1", title="Wall Shelf", brand="Straße Werke", category="Décor > Wall Décor"),
+        Product(product_id="w2", title="Wall Shelf", brand="Strasse", category="Decor > Wall Art"),
+        Product(product_id="w3", title="Wall Shelf", brand="Acme", category="Décor > Wall"),
+    ]
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(products), 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    version = engine.create_version(ALIAS, 384, {"test": True})
+    assert engine.bulk_upsert(version, [IndexedProduct(p, v) for p, v in zip(products, vectors, strict=True)]) == []
+    engine.commit(version)
+    engine.swap_alias(ALIAS, version)
+
+
+def _both_paths(engine: SearchEngine, filters: SearchFilters) -> set[str]:
+    """What a filter lets through, asked of the lexical and the vector path (which must agree)."""
+    lexical = set(ids(engine.lexical_search(ALIAS, "wall shelf", filters, 10)))
+    vector = set(ids(engine.vector_search(ALIAS, np.ones(384, np.float32) / np.sqrt(384), filters, 10)))
+    assert lexical == vector
+    return lexical
+
+
+@pytest.mark.parametrize("written", ["folded", "lowercased only (an index written before keys were folded)"])
+def test_brand_and_category_filters_match_folded_text(
+    engine: SearchEngine, written: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if written != "folded":  # the keys such an index holds: lowercased, accents kept
+        import relevance.engines.embedded as embedded
+        import relevance.engines.search_server as search_server
+        from relevance import filters
+
+        monkeypatch.setattr(embedded, "FILTER_KEYS", "lowered")
+        monkeypatch.setattr(search_server, "brand_key", filters.lowered_brand_key)
+        monkeypatch.setattr(
+            search_server,
+            "category_prefix_keys",
+            lambda path: filters.category_prefix_keys(path, filters.lowered_category_key),
+        )
+    _index_accented(engine)
+    monkeypatch.undo()
+    assert _both_paths(engine, SearchFilters(brand=("straße werke",))) == {"w1"}, "as written always matches"
+    assert _both_paths(engine, SearchFilters(category="DÉCOR > wall décor")) == {"w1"}
+    assert _both_paths(engine, SearchFilters(category="Décor > Wall")) == {"w3"}, "segment boundaries still hold"
+    if written == "folded":
+        assert _both_paths(engine, SearchFilters(brand=("STRASSE WERKE",))) == {"w1"}
+        assert _both_paths(engine, SearchFilters(brand=("strasse",))) == {"w2"}
+        assert _both_paths(engine, SearchFilters(category="decor")) == {"w1", "w2", "w3"}
+        assert _both_paths(engine, SearchFilters(category="Decor > Wall Decor")) == {"w1"}
+    else:  # what it matched before (and the folded form too); other spellings wait for a re-index
+        assert _both_paths(engine, SearchFilters(category="décor")) == {"w1", "w2", "w3"}
+        assert _both_paths(engine, SearchFilters(brand=("STRASSE WERKE",))) == set()
+
+
 def test_vector_search_is_exact_cosine_order(live: SearchEngine, catalog_items: list[IndexedProduct]) -> None:
     query = by_id(catalog_items)["f1"].vector
     hits = live.vector_search(ALIAS, query, SearchFilters(), 10)

@@ -23,7 +23,7 @@ import os
 import shutil
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +35,14 @@ import tantivy
 from indexer.product import STORED, Product
 from relevance.engines.base import EngineHit, IndexedProduct, IndexVersion, NativeFusion
 from relevance.errors import EmbeddingMismatchError, EngineError, EngineFeatureUnavailable, IndexNotReadyError
-from relevance.filters import SearchFilters, brand_key, category_prefix_keys
+from relevance.filters import (
+    SearchFilters,
+    brand_key,
+    category_key,
+    category_prefix_keys,
+    lowered_brand_key,
+    lowered_category_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +91,8 @@ def build_schema(mapping: dict[str, Any]) -> tantivy.Schema:
 def tantivy_filter_clauses(schema: tantivy.Schema, filters: SearchFilters) -> list[tantivy.Query]:
     """Translate the shared filter format into tantivy queries (all must match, none scores)."""
     clauses: list[tantivy.Query] = []
-    if filters.category_filter_key:
-        clauses.append(tantivy.Query.term_query(schema, "category_prefix", filters.category_filter_key))
+    if filters.category:
+        clauses.append(tantivy.Query.term_set_query(schema, "category_prefix", filters.category_filter_keys))
     if filters.brand:
         clauses.append(tantivy.Query.term_set_query(schema, "brand_key", filters.brand_keys))
     if filters.price_min is not None or filters.price_max is not None:
@@ -107,6 +114,12 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 # What reading a version needs from its manifest (a hand-edited one may lack them).
 _MANIFEST_KEYS = ("generation", "dims", "count", "created_at")
+FILTER_KEYS = "folded"  # how a new version's brand and category keys are written; older ones lack it: "lowered"
+
+
+def _filter_key_functions(style: str) -> tuple[Callable[[str], str], Callable[[str], str]]:
+    """The brand and category key functions of a version's key style (relevance.filters)."""
+    return (brand_key, category_key) if style == "folded" else (lowered_brand_key, lowered_category_key)
 
 
 @dataclass
@@ -128,12 +141,14 @@ class _Snapshot:
     category_rows: dict[str, np.ndarray]
     hnsw: Any | None
     live_count: int
+    filter_keys: str  # the key style its documents were written with
 
     def mask(self, filters: SearchFilters) -> np.ndarray:
         """Boolean mask of rows that pass ``filters`` (the numpy twin of tantivy_filter_clauses)."""
         mask = self.alive.copy()
-        if filters.category_filter_key:
-            mask &= self._rows_mask(self.category_rows.get(filters.category_filter_key, NO_ROWS))
+        if filters.category:
+            rows = [self.category_rows.get(key, NO_ROWS) for key in filters.category_filter_keys]
+            mask &= self._rows_mask(np.concatenate(rows))
         if filters.brand:
             rows = [self.brand_rows.get(key, NO_ROWS) for key in filters.brand_keys]
             mask &= self._rows_mask(np.concatenate(rows))
@@ -163,6 +178,7 @@ class _PendingVersion:
     vectors: list[np.ndarray]
     row_of: dict[str, int]
     dims: int
+    filter_keys: str  # the version's key style: its new documents are written the same way
     deleted_since_commit: set[str] = field(default_factory=set)
 
 
@@ -272,12 +288,13 @@ class EmbeddedEngine:
             "created_at": created.isoformat(),
             "committed": False,
             "metadata": metadata,
+            "filter_keys": FILTER_KEYS,
         }
         _atomic_write_text(directory / "manifest.json", json.dumps(manifest, indent=2))
         index = self._open_tantivy(version, create=True)
         with self._lock:
             self._pending[version] = _PendingVersion(
-                index.writer(heap_size=128_000_000, num_threads=_BUILD_THREADS), [], [], {}, dims
+                index.writer(heap_size=128_000_000, num_threads=_BUILD_THREADS), [], [], {}, dims, FILTER_KEYS
             )
         return version
 
@@ -294,6 +311,7 @@ class EmbeddedEngine:
                 [np.asarray(row) for row in snapshot.vectors],
                 dict(snapshot.row_of),
                 snapshot.vectors.shape[1],
+                snapshot.filter_keys,
             )
             self._pending[version] = pending
             return pending
@@ -314,18 +332,19 @@ class EmbeddedEngine:
             pending.products.append(product)
             pending.vectors.append(vector)
             pending.row_of[product.product_id] = row
-            pending.writer.add_document(self._document(product, row))
+            pending.writer.add_document(self._document(product, row, pending.filter_keys))
         return refused
 
-    def _document(self, product: Product, row: int) -> tantivy.Document:
+    def _document(self, product: Product, row: int, filter_keys: str) -> tantivy.Document:
         doc = tantivy.Document()
         doc.add_text("product_id", product.product_id)
         for name, text in product.text_fields().items():
             if text:
                 doc.add_text(name, text)
+        key_of_brand, key_of_category = _filter_key_functions(filter_keys)
         if product.brand:
-            doc.add_text("brand_key", brand_key(product.brand))
-        for key in category_prefix_keys(product.category):
+            doc.add_text("brand_key", key_of_brand(product.brand))
+        for key in category_prefix_keys(product.category, key_of_category):
             doc.add_text("category_prefix", key)
         doc.add_unsigned("row", row)
         if product.price is not None:
@@ -520,6 +539,9 @@ class EmbeddedEngine:
         in_stock = np.array(
             [-1 if p is None or p.in_stock is None else int(p.in_stock) for p in products], dtype=np.int8
         )
+        # The same keys as the version's tantivy index holds, so both retrieval paths filter alike.
+        filter_keys = manifest.get("filter_keys", "lowered")
+        key_of_brand, key_of_category = _filter_key_functions(filter_keys)
         brand_rows: dict[str, list[int]] = defaultdict(list)
         category_rows: dict[str, list[int]] = defaultdict(list)
         row_of: dict[str, int] = {}
@@ -528,8 +550,8 @@ class EmbeddedEngine:
                 continue
             row_of[product.product_id] = row
             if product.brand:
-                brand_rows[brand_key(product.brand)].append(row)
-            for key in category_prefix_keys(product.category):
+                brand_rows[key_of_brand(product.brand)].append(row)
+            for key in category_prefix_keys(product.category, key_of_category):
                 category_rows[key].append(row)
         hnsw = None
         hnsw_path = directory / f"hnsw-{generation}.bin"
@@ -556,6 +578,7 @@ class EmbeddedEngine:
             category_rows={k: np.asarray(v, dtype=np.int64) for k, v in category_rows.items()},
             hnsw=hnsw,
             live_count=len(row_of),
+            filter_keys=filter_keys,
         )
 
     def count(self, index: str) -> int:

@@ -44,8 +44,8 @@ SERVER_ERROR_STATUSES = frozenset({500, 502, 503, 504})
 def filter_clauses(filters: SearchFilters, exclude_ids: Sequence[str] = ()) -> dict[str, Any]:
     """Translate the shared filter format into a bool query (filter context: no scoring)."""
     must: list[dict[str, Any]] = []
-    if filters.category_filter_key:
-        must.append({"term": {"category_prefix": filters.category_filter_key}})
+    if filters.category:
+        must.append({"terms": {"category_prefix": filters.category_filter_keys}})
     if filters.brand:
         must.append({"terms": {"brand_key": filters.brand_keys}})
     if filters.price_min is not None or filters.price_max is not None:

@@ -96,7 +96,74 @@ def iter_rows(path: Path) -> Iterator[RawRow]:
         yield from _iter_parquet(path)
 
 
+def _starts_an_array(path: Path) -> bool:
+    """A JSON array document (``[{...}, {...}]``), not JSON Lines, whose rows are objects."""
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as handle:
+        for line in handle:
+            if line.strip():
+                return line.lstrip().startswith("[")
+    return False
+
+
+def _iter_json_array(path: Path) -> Iterator[RawRow]:
+    """Each element of a JSON array document, with the line it starts on.
+
+    json parses each element (``raw_decode``); only the commas between them are stepped
+    over here, because json.load would give the elements without their lines. A document
+    that does not parse stops the job: past a syntax error its rows cannot be told apart.
+    """
+    text = path.read_text(encoding="utf-8-sig", errors="surrogateescape")
+    decoder = json.JSONDecoder()
+    position = _skip_blanks(text, text.index("[") + 1)
+    line, counted = 1, 0
+    if text.startswith("]", position):  # an empty array
+        position += 1
+    else:
+        while True:
+            line += text.count("\n", counted, position)
+            counted = position
+            try:
+                data, position = decoder.raw_decode(text, position)
+            except json.JSONDecodeError as exc:
+                raise _json_document_error(path, text, exc.pos, exc.msg) from exc
+            except (ValueError, RecursionError) as exc:  # an integer past 4,300 digits; nesting past the stack
+                raise _json_document_error(path, text, position, _one_line(exc)) from exc
+            if isinstance(data, dict):
+                yield RawRow(line, data, data)
+            else:
+                yield RawRow(line, None, data, f"expected a JSON object, got {type(data).__name__}")
+            position = _skip_blanks(text, position)
+            if text.startswith("]", position):
+                position += 1
+                break
+            if not text.startswith(",", position):
+                reason = "the array is never closed with ]" if position >= len(text) else "expected , or ] after a row"
+                raise _json_document_error(path, text, position, reason)
+            position = _skip_blanks(text, position + 1)
+    trailing = _skip_blanks(text, position)
+    if trailing < len(text):
+        raise _json_document_error(path, text, trailing, "text after the array's closing ]")
+
+
+def _skip_blanks(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n":
+        position += 1
+    return position
+
+
+def _json_document_error(path: Path, text: str, position: int, reason: str) -> CatalogError:
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    return CatalogError(
+        f"{path}:{line}: not a valid JSON array at column {column}: {reason}; the live index is unchanged",
+        field="catalog",
+    )
+
+
 def _iter_jsonl(path: Path) -> Iterator[RawRow]:
+    if _starts_an_array(path):
+        yield from _iter_json_array(path)
+        return
     # utf-8-sig: a BOM (Excel and many shop exports write one) is not part of the first row.
     with path.open(encoding="utf-8-sig", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, start=1):

@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from indexer.catalog import load_catalog
+from indexer.catalog import CatalogSummary, load_catalog
 from indexer.embedding_cache import EmbeddingCache, EmbeddingStats, embed_with_cache
 from indexer.history import SwapHistory
 from indexer.product import Product
 from indexer.product_text import product_text
 from relevance.embedder import PROBE_TEXT, Embedder
 from relevance.engines.base import IndexedProduct, SearchEngine
-from relevance.errors import CatalogError, EngineError, RelevanceError
+from relevance.errors import CatalogError, EngineError, ReindexRefused, RelevanceError
 from reranker.catalog_stats import remove_version_stats, write_version_stats
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def run_index_job(
     check: VersionCheck | None = None,
     catalog_stats_dir: Path | None = None,
     history: SwapHistory | None = None,
+    max_rejected_share: float = 1.0,
 ) -> IndexReport:
     """Build a new version of ``alias`` from ``catalog_path``, check it, and swap the alias onto it.
 
@@ -93,6 +94,7 @@ def run_index_job(
             " the live index is unchanged",
             field="catalog",
         )
+    _refuse_a_mostly_rejected_catalog(catalog_path, catalog.summary, max_rejected_share, dead_letter_path)
     products = catalog.products
     total = len(products)
 
@@ -174,6 +176,17 @@ def run_index_job(
     return IndexReport(
         summary.as_dict(), version, previous, dead_letter_path, embedding_stats, elapsed, pruned, checks, warnings
     )
+
+
+def _refuse_a_mostly_rejected_catalog(path: Path, summary: CatalogSummary, share: float, dead_letters: Path) -> None:
+    """A file whose rows are mostly bad is a wrong file or a broken export, not a catalog
+    that shrank: building it would put a fraction of the products live."""
+    if summary.read and summary.rejected / summary.read > share:
+        raise ReindexRefused(
+            f"{summary.rejected} of the {summary.read} rows of {path} are bad, more than max_rejected_share"
+            f" ({share:.0%}; see {dead_letters}); nothing was built and the live index is unchanged",
+            field="catalog",
+        )
 
 
 def _said(exc: Exception) -> str:

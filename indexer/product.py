@@ -103,6 +103,12 @@ def split_category(path: str) -> list[str]:
     return segments
 
 
+def has_visible_character(text: str) -> bool:
+    """False for text of only blanks, zero-width, format or control characters: ``str.strip``
+    keeps a zero-width space, yet nobody would see anything."""
+    return not all(unicodedata.category(char)[0] in "ZC" for char in text)
+
+
 class Product(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
 
@@ -171,7 +177,7 @@ class Product(BaseModel):
     def _visible_title(cls, value: str, info: ValidationInfo) -> str:
         # After the references are decoded ("&#8203;"). A zero-width space, soft hyphen or
         # control character is not blank to str.strip(), yet the shopper would see no title.
-        if not _is_stored(info) and all(unicodedata.category(char)[0] in "ZC" for char in value):
+        if not _is_stored(info) and not has_visible_character(value):
             raise ValueError("has no visible character")
         return value
 

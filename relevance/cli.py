@@ -11,6 +11,7 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,7 +32,21 @@ if TYPE_CHECKING:
 
     Params = TypeVar("Params", bound=BaseModel)
 
+log = logging.getLogger(__name__)
 SAMPLE_CATALOG = Path(__file__).resolve().parents[1] / "data" / "sample" / "wands_products.jsonl"
+
+
+class FiniteFloat(click.FloatRange):
+    """A float that is not nan or inf, within an optional range (click's FloatRange lets nan
+    through: it compares False with every bound)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = click.types.FloatParamType.convert(self, value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
 
 
 def _friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -44,8 +59,29 @@ def _friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(f"{exc.detail}{field}") from exc
         except ValueError as exc:  # pydantic validation of CLI-built objects
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:  # the file system's refusals (unwritable, full, unreadable): one line, not a traceback
+            log.debug("%s", exc, exc_info=True)
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
 
     return wrapper
+
+
+@contextmanager
+def _stopped_like_ctrl_c() -> Iterator[None]:
+    """SIGTERM and SIGHUP (what kill, timeout, systemd and containers send) end a job as Ctrl-C
+    does: as an exception raised in the job, so it drops its half-built version before the
+    process exits (with 128 + the signal's number, as the shell reports a killed process)."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -102,8 +138,8 @@ def index(ctx: click.Context, catalog: Path, as_json: bool) -> None:
 @click.option(
     "--gate-queries", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSV query_id,query."
 )
-@click.option("--gate-margin", type=click.FloatRange(0), default=0.01, show_default=True, help="Allowed NDCG@10 drop.")
-@click.option("--grade-offset", type=float, default=0.0, show_default=True, help="Gain = grade - offset.")
+@click.option("--gate-margin", type=FiniteFloat(0), default=0.01, show_default=True, help="Allowed NDCG@10 drop.")
+@click.option("--grade-offset", type=FiniteFloat(), default=0.0, show_default=True, help="Gain = grade - offset.")
 @click.option("--rollback", is_flag=True, help="Point the alias back at the version live before the current one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
@@ -188,9 +224,11 @@ def _print_report(report: Any, as_json: bool) -> None:
 
 def _rollback(ctx: click.Context, as_json: bool) -> None:
     from indexer.history import SwapHistory, rollback
+    from indexer.job_lock import alias_job
 
     settings = _settings(ctx)
-    now, was = rollback(create_engine(settings), settings.index_alias, SwapHistory(settings.swap_history_path))
+    with _stopped_like_ctrl_c(), alias_job(settings.index_job_lock_path, settings.index_alias):
+        now, was = rollback(create_engine(settings), settings.index_alias, SwapHistory(settings.swap_history_path))
     if as_json:
         click.echo(json.dumps({"alias": settings.index_alias, "version": now, "previous_version": was}, indent=2))
     else:
@@ -209,7 +247,8 @@ def _index_with_progress(ctx: click.Context, catalog: Path, **checks: Any):
         bar.update(done - bar.n)
 
     try:
-        return _services(ctx).index_catalog(catalog, progress=progress, **checks)
+        with _stopped_like_ctrl_c():
+            return _services(ctx).index_catalog(catalog, progress=progress, **checks)
     finally:
         for bar in bars.values():
             bar.close()
@@ -413,7 +452,8 @@ def rank(
 
 
 def _prepare_output(path: Path | None, option: str) -> None:
-    """Create the output's directory now, so a bad path fails before the work, not after it."""
+    """Create the output's directory and try writing in it now, so a bad path fails before
+    the work, not after it."""
     if path is None:
         return
     try:
@@ -422,6 +462,11 @@ def _prepare_output(path: Path | None, option: str) -> None:
         raise click.BadParameter(
             f"cannot create the directory {path.parent}: {exc.strerror or exc}", param_hint=option
         ) from exc
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write in {path.parent}: {exc.strerror or exc}", param_hint=option) from exc
 
 
 @contextmanager
@@ -469,18 +514,6 @@ def _read_judgments(judgments: Path, queries: Path | None, grade_offset: float):
     return judged
 
 
-class FiniteFloat(click.types.FloatParamType):
-    """A float that is not nan or inf (click's FloatRange lets nan through: it compares False)."""
-
-    name = "finite float"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return number
-
-
 def _judgment_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option(
         "--grade-offset", type=FiniteFloat(), default=0.0, show_default=True, help="Gain = grade - offset."
@@ -509,7 +542,7 @@ def _judgment_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--unjudged-sample", type=click.IntRange(1), default=50, show_default=True)
 @click.option(
     "--judged-weight",
-    type=click.FloatRange(0, min_open=True),
+    type=FiniteFloat(0, min_open=True),
     default=1.0,
     show_default=True,
     help="Row weight of judged-list groups against search-window groups.",
@@ -521,7 +554,7 @@ def _judgment_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--valid-share",
-    type=click.FloatRange(0, 0.9),
+    type=FiniteFloat(0, 0.9),
     default=0.1,
     show_default=True,
     help="Queries held out to stop boosting early and to measure the model (0: 300 rounds, no measure).",
@@ -565,6 +598,12 @@ def train(ctx: click.Context, judgments: Path, queries: Path | None, grade_offse
     )
     scale = label_scale(judged)
     fit_queries, valid_queries = split_queries(judged.scorable(), options["valid_share"])
+    if not fit_queries:
+        raise click.BadParameter(
+            f"all {len(valid_queries)} queries with a text fell in the held-out share {options['valid_share']:g},"
+            " leaving none to train on: lower it (0 holds none out)",
+            param_hint="--valid-share",
+        )
     source = {"judgments": str(judgments), "grade_offset": grade_offset}
     categories = category_learner(services.pipeline, judged, fit_queries + valid_queries)
     if options["from_logs"]:  # logged rows keep the values served (by the then active model's table)
@@ -664,8 +703,9 @@ def models_activate(ctx: click.Context, version: str) -> None:
 @click.pass_context
 @_friendly_errors
 def models_rollback(ctx: click.Context) -> None:
-    """Serve the model that was active before the current one."""
-    click.echo(f"active model: {_registry(ctx.find_root()).rollback()}")
+    """Return to the model (or to no model) active before the current one."""
+    previous = _registry(ctx.find_root()).rollback()
+    click.echo(f"active model: {previous}" if previous else "no model active: serving the fused order")
 
 
 @models.command("deactivate")
@@ -701,7 +741,7 @@ def evaluate(ctx: click.Context, judgments: Path, queries: Path | None, grade_of
     from tqdm import tqdm
 
     from relevance.comparison import compare
-    from relevance.offline import per_query_metrics, runs_for, scored_queries
+    from relevance.offline import missing_products, per_query_metrics, runs_for, scored_queries
     from relevance.report import render_table, to_json, write_html
     from relevance.services import Services
 
@@ -710,31 +750,39 @@ def evaluate(ctx: click.Context, judgments: Path, queries: Path | None, grade_of
     skipped = _skipped_note(judged, judgments, queries)
     if not scored:
         raise click.ClickException(f"no judged query can be scored: {skipped}")
+    if options["versus"] and len(scored) < 2:
+        raise click.ClickException(
+            f"--vs compares the systems query by query with a paired bootstrap, which needs at least 2 scored"
+            f" queries; {len(scored)} can be scored{f' ({skipped})' if skipped else ''}"
+        )
     if skipped:
         click.echo(f"skipped {skipped}", err=True)
     _prepare_output(options["out"], "--out")
     _prepare_output(options["html"], "--html")
-    settings_b = None
+    systems = [("A", _services(ctx))]
     if options["versus"]:
         # B's file describes a configuration; both systems read the data A reads.
         settings_b = load_settings(options["versus"], data_dir=_settings(ctx).data_dir)
-    systems = [("A", _services(ctx))]
-    if settings_b is not None:
         services_b = Services.from_settings(settings_b)
-        services_b.embedder = systems[0][1].embedder  # one model in memory for both
-        services_b.pipeline.embedder = systems[0][1].embedder
+        if _embedding_settings(settings_b) == _embedding_settings(_settings(ctx)):
+            services_b.embedder = systems[0][1].embedder  # one model in memory for both
+            services_b.pipeline.embedder = systems[0][1].embedder
         systems.append(("B", services_b))
-    results = []
-    for name, services in systems:
-        bar = tqdm(total=len(scored), desc=f"system {name}", unit="queries", file=sys.stderr)
-        runs = runs_for(services.pipeline, judged, options["depth"], lambda _, bar=bar: bar.update(1))
+    names, results = [], []
+    for label, services in systems:
+        names.append(_system_name(label, services))  # before scoring: a broken setup fails fast
+        missing = missing_products(services.pipeline, judged)
+        if missing:
+            click.echo(f"system {label}: {_missing_note(missing, judged, services.settings.index_alias)}", err=True)
+        bar = tqdm(total=len(scored), desc=f"system {label}", unit="queries", file=sys.stderr)
+        runs = runs_for(services.pipeline, judged, options["depth"], lambda _, bar=bar: bar.update(1), missing)
         bar.close()
         results.append(per_query_metrics(runs, judged, options["k"]))
     comparison = compare(
-        _system_name("A", _settings(ctx)),
+        names[0],
         results[0],
-        _system_name("B", settings_b) if settings_b else None,
-        results[1] if settings_b else None,
+        names[1] if len(names) > 1 else None,
+        results[1] if len(results) > 1 else None,
         judged.queries,
         samples=options["samples"],
         headline=f"full:ndcg@{options['k']}",
@@ -763,13 +811,36 @@ def _skipped_note(judged: Any, judgments: Path, queries: Path | None) -> str:
     return f"{total} of {len(judged.gains)} judged queries: {'; '.join(parts)}" if parts else ""
 
 
-def _system_name(label: str, settings: Settings) -> str:
+def _system_name(label: str, services: Any) -> str:
+    """The system as it ranks: the model that reranks, or, where one is active but cannot, the
+    fused order (the reason goes to stderr: too long for a table's column)."""
+    settings, pipeline = services.settings, services.pipeline
     model = "no model"
-    if settings.rerank:
-        from reranker.registry import ModelRegistry
-
-        model = ModelRegistry(settings.model_root, settings.default_model).active_version() or "no model"
+    if settings.rerank and pipeline.reranker is not None:
+        status = pipeline.reranker.status(pipeline.catalog_stats.current())
+        if status.state == "active":
+            model = status.version
+        elif status.state == "degraded":
+            model = f"fused order (model {status.version or '?'} unusable)"
+            click.echo(f"system {label} ranks in the fused order: {status.reason}", err=True)
     return f"{label}: {settings.engine}, {settings.fusion} fusion, {model}"
+
+
+def _embedding_settings(settings: Settings) -> dict[str, Any]:
+    return {name: value for name, value in settings.model_dump().items() if name.startswith("embedding_")}
+
+
+def _missing_note(missing: set[str], judged: Any, alias: str) -> str:
+    from relevance.offline import scored_queries
+
+    scored = scored_queries(judged)
+    queries = sum(1 for qid in scored if missing & judged.gains[qid].keys())
+    total = len({pid for qid in scored for pid in judged.gains[qid]})
+    return (
+        f"{len(missing)} of {total} judged products (of {queries} scored queries) are not in the index {alias!r}:"
+        " judged-list mode cannot rank them and counts them as not found; full retrieval cannot return them"
+        " (stale judgments, or another catalog)"
+    )
 
 
 @main.command()
@@ -810,7 +881,7 @@ def demo(ctx: click.Context, catalog: Path, host: str, port: int, workers: int) 
         child.start()
         child.join()
         if child.exitcode != 0:
-            raise click.ClickException("indexing the sample catalog failed (see above)")
+            raise click.ClickException(f"indexing {catalog} failed (see above)")
     else:
         click.echo(f"serving existing index {live}")
     click.echo(f"try: curl 'http://{host}:{port}/search?q=velvet+recliner&size=5'")
@@ -820,7 +891,11 @@ def demo(ctx: click.Context, catalog: Path, host: str, port: int, workers: int) 
 def _index_in_child(settings_values: dict[str, Any], catalog: str) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
     context = click.Context(main, obj={"settings": Settings(**settings_values)})
-    report = _index_with_progress(context, Path(catalog))
+    try:
+        report = _friendly_errors(_index_with_progress)(context, Path(catalog))
+    except click.ClickException as exc:  # one line, as `relevance index` says it, not the child's traceback
+        exc.show()
+        sys.exit(exc.exit_code)
     click.echo(f"indexed {report.summary['indexed']} products into {report.version}")
 
 

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     engine_timeout: float = Field(2.0, gt=0, description="Seconds before a server request fails with a 503.")
     index_alias: str = Field("products", pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Alias that serves searches.")
     keep_versions: int = Field(3, ge=1, description="Index versions kept for rollback after a swap.")
+    max_rejected_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="An index job whose catalog has a larger share of bad rows builds nothing (1: never refused).",
+    )
 
     embedding_model: str = Field(
         DEFAULT_MODEL, description="'all-MiniLM-L6-v2' (bundled, offline) or a local sentence-transformers path."
@@ -182,6 +188,11 @@ class Settings(BaseSettings):
     @property
     def catalog_stats_dir(self) -> Path:
         return self.data_dir / "catalog_stats"
+
+    @property
+    def index_job_lock_path(self) -> Path:
+        """Held by the job that is moving the alias (indexer.job_lock)."""
+        return self.data_dir / "index_history" / f"{self.index_alias}.lock"
 
     @property
     def swap_history_path(self) -> Path:

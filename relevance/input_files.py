@@ -32,8 +32,18 @@ def read_text(path: Path, field: str | None = None) -> str:
 
 
 def csv_reader(path: Path, field: str | None = None) -> csv.DictReader:
-    """A DictReader over the file's text (see ``read_text``); pass it to ``csv_rows``."""
-    return csv.DictReader(io.StringIO(read_text(path, field), newline=""))
+    """A DictReader over the file's text (see ``read_text``); pass it to ``csv_rows``.
+
+    The header is the first line that is not blank (an export may begin with one), and
+    line numbers still count from the file's first line.
+    """
+    reader = csv.DictReader(io.StringIO(read_text(path, field), newline=""))
+    try:
+        header = next((row for row in reader.reader if any(cell.strip() for cell in row)), None)
+    except csv.Error as exc:
+        raise CatalogError(f"{path}:{reader.line_num}: {exc}", field=field) from exc
+    reader.fieldnames = header or []
+    return reader
 
 
 def csv_rows(path: Path, reader: csv.DictReader, field: str | None = None) -> Iterator[tuple[int, dict[str, str]]]:

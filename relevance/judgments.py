@@ -10,7 +10,8 @@ Gains are ``grade - grade_offset`` (Home Depot grades run 1-3, so its offset is 
 Files are UTF-8 (a byte-order mark is dropped). A bad line is an error naming it:
 a grade that is not a finite number, a gain below 0 or above ``MAX_GAIN``, an empty
 query or product id, a blank query text, or a second, different grade for the same
-query and product (an identical repeat is harmless and passes).
+query and product, or a second, different text for the same query id (an identical
+repeat is harmless and passes).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class _Judged:
         self.gains: dict[str, dict[str, float]] = defaultdict(dict)
         self.texts: dict[str, str] = {}
         self.lines: dict[tuple[str, str], int] = {}
+        self.text_lines: dict[str, int] = {}
 
     def add(self, line: int, qid: str, product: str, grade: str) -> None:
         where = f"{self.path}:{line}"
@@ -96,6 +98,21 @@ class _Judged:
             )
         self.gains[qid][product] = gain
         self.lines.setdefault((qid, product), line)
+
+    def add_text(self, line: int, qid: str, text: str) -> None:
+        """The query's text from a judgment row; another row of the query must give the same text."""
+        where = f"{self.path}:{line}"
+        if not text.strip():
+            raise CatalogError(f"{where}: blank query text", field="judgments")
+        previous = self.texts.get(qid)
+        if previous is not None and previous.strip() != text.strip():
+            raise CatalogError(
+                f"{where}: query {qid!r} has the text {text.strip()!r} here and {previous.strip()!r}"
+                f" at line {self.text_lines[qid]}",
+                field="judgments",
+            )
+        self.texts.setdefault(qid, text)
+        self.text_lines.setdefault(qid, line)
 
     def _gain(self, raw: str, where: str) -> float:
         try:
@@ -150,6 +167,4 @@ def _read_csv(judged: _Judged) -> None:
         qid = row[query_id] if query_id else row[query_text]
         judged.add(number, qid, row[product], row[grade])
         if query_text:
-            if not row[query_text].strip():
-                raise CatalogError(f"{path}:{number}: blank query text", field="judgments")
-            judged.texts[qid.strip()] = row[query_text]
+            judged.add_text(number, qid.strip(), row[query_text])

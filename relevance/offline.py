@@ -7,7 +7,7 @@ configuration, with the learned reranker when one is active.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from relevance.filters import SearchFilters
 from relevance.judgments import JudgmentSet
@@ -30,17 +30,34 @@ def skipped_queries(judged: JudgmentSet) -> dict[str, list[str]]:
     }
 
 
+def missing_products(pipeline: SearchPipeline, judged: JudgmentSet, batch: int = 500) -> set[str]:
+    """The scored queries' judged product ids that the served index does not hold."""
+    wanted = sorted({pid for qid in scored_queries(judged) for pid in judged.gains[qid]})
+    found: set[str] = set()
+    for start in range(0, len(wanted), batch):
+        found.update(pipeline.engine.get(pipeline.alias, wanted[start : start + batch]))
+    return set(wanted) - found
+
+
 def runs_for(
     pipeline: SearchPipeline,
     judged: JudgmentSet,
     depth: int,
     progress: Callable[[int], None] | None = None,
+    missing: Collection[str] = frozenset(),
 ) -> dict[str, dict[str, list[str]]]:
-    """mode -> query id -> ranked product ids."""
+    """mode -> query id -> ranked product ids.
+
+    Judged-list mode ranks the judged products the index holds; the ``missing`` ones
+    (``missing_products``) cannot be ranked, so they count as not found rather than
+    trailing the ranking in the judgments file's order.
+    """
     runs: dict[str, dict[str, list[str]]] = {mode: {} for mode in MODES}
     for done, qid in enumerate(scored_queries(judged), start=1):
         text, gains = judged.queries[qid], judged.gains[qid]
-        runs["judged"][qid] = [hit.product_id for hit in pipeline.rank_candidates(text, list(gains))]
+        held = [pid for pid in gains if pid not in missing]
+        ranked = pipeline.rank_candidates(text, held) if held else []
+        runs["judged"][qid] = [hit.product_id for hit in ranked]
         hits = pipeline.ranked(text, SearchFilters(), depth=depth, candidates=max(pipeline.settings.candidates, depth))
         runs["full"][qid] = [hit.product_id for hit in hits]
         if progress:

@@ -104,7 +104,7 @@ class RankingTrace:
     fused: list[FusedHit]  # the whole fused list, before the window cut and any learned reordering
     served: list[FusedHit]  # the window pages are cut from, in served order
     detail: RerankDetail | None
-    query_vector: np.ndarray | None  # hybrid mode only
+    query_vector: np.ndarray | None  # None where no vector was searched (lexical mode, engine-side fusion)
     corrected: dict[str, str]
     lexical_text: str  # what the BM25 list searched (the query with its corrections)
 
@@ -204,7 +204,8 @@ class SearchPipeline:
             corrected = self.spelling_corrections(text)
         fused, query_vector, version = self._fused(text, corrected, filters, mode, fusion, depth, candidates, timings)
         reorder = rerank_window or self.settings.rerank_window
-        return self._served(text, fused, query_vector, version, depth, timings, rerank, features, judged, reorder)
+        learned = _learned_vector(mode, query_vector)
+        return self._served(text, fused, learned, version, depth, timings, rerank, features, judged, reorder)
 
     def trace(
         self,
@@ -220,7 +221,16 @@ class SearchPipeline:
         corrected = self.spelling_corrections(text)
         fused, query_vector, version = self._fused(text, corrected, filters, mode, fusion, depth, None, timings)
         served, detail = self._served(
-            text, fused, query_vector, version, depth, timings, rerank, False, EMPTY, self.settings.rerank_window
+            text,
+            fused,
+            _learned_vector(mode, query_vector),
+            version,
+            depth,
+            timings,
+            rerank,
+            False,
+            EMPTY,
+            self.settings.rerank_window,
         )
         return RankingTrace(fused, served, detail, query_vector, corrected, lexical_text(text, corrected))
 
@@ -376,7 +386,7 @@ class SearchPipeline:
                 )
         versions = {hit.version for hit in (*lexical, *vector)}
         version = versions.pop() if len(versions) == 1 else None
-        return fused, query_vector if mode == "hybrid" else None, version
+        return fused, query_vector, version
 
     def spelling_corrections(self, text: str) -> dict[str, str]:
         """The misspelt query words and the catalog words searched for them (relevance.spelling)."""
@@ -504,3 +514,9 @@ class SearchPipeline:
                 products = self.engine.get(self.alias, [hit.product_id for hit in page_hits])
         results = [RankedProduct(products[hit.product_id], hit) for hit in page_hits if hit.product_id in products]
         return SearchResult(total=len(window), results=results, timings=timings)
+
+
+def _learned_vector(mode: Mode, query_vector: np.ndarray | None) -> np.ndarray | None:
+    """The query vector the learned stage may rerank with: the model learned from hybrid
+    lists, so a lexical or vector search serves its own order (no vector: no reranking)."""
+    return query_vector if mode == "hybrid" else None

@@ -9,6 +9,7 @@ from indexer.checks import JudgmentGate, VersionChecks
 from indexer.embedding_cache import EmbeddingCache
 from indexer.history import SwapHistory
 from indexer.job import IndexReport, ProgressCallback, run_index_job
+from indexer.job_lock import alias_job
 from relevance.config import Settings
 from relevance.embedder import Embedder
 from relevance.engines import SearchEngine, create_engine
@@ -63,6 +64,10 @@ class Services:
     ) -> IndexReport:
         """Run the index job; the new version must pass the smoke queries (and the gate) to go live."""
         check = VersionChecks(self.pipeline, smoke_queries, gate)
+        with alias_job(self.settings.index_job_lock_path, self.settings.index_alias):
+            return self._run_index_job(catalog, progress, check)
+
+    def _run_index_job(self, catalog: Path, progress: ProgressCallback | None, check: VersionChecks) -> IndexReport:
         cache = EmbeddingCache(self.settings.embedding_cache_path)
         try:
             return run_index_job(
@@ -78,6 +83,7 @@ class Services:
                 check=check,
                 catalog_stats_dir=self.settings.catalog_stats_dir,
                 history=SwapHistory(self.settings.swap_history_path),
+                max_rejected_share=self.settings.max_rejected_share,
             )
         finally:
             cache.close()

@@ -61,6 +61,7 @@ class CatalogStats:
     term_categories: dict[str, dict[str, float]] = field(default_factory=dict)  # stem -> category -> P(cat|stem)
     brand_words: list[str] = field(default_factory=list)  # words that name brands (brand fields, leading words)
     texts: ProductTexts = field(default_factory=ProductTexts.empty, repr=False, compare=False)
+    problem: str | None = field(default=None, compare=False)  # why the version's statistics could not be read
     _speller: CatalogSpeller | None = field(default=None, repr=False, compare=False)
     _brands: frozenset[str] | None = field(default=None, repr=False, compare=False)
     _field_shares: dict[str, float] | None = field(default=None, repr=False, compare=False)
@@ -124,11 +125,19 @@ class CatalogStats:
 
     @classmethod
     def load(cls, path: Path) -> CatalogStats:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-        payload.setdefault("version", 1)
-        stats = cls(**payload)
-        if texts_path(path).is_file():
-            stats.texts = ProductTexts.load(texts_path(path))
+        """Raises ValueError naming the file (the statistics or their text table) that cannot be read."""
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            payload.setdefault("version", 1)
+            stats = cls(**payload)
+        except Exception as exc:  # unreadable, not JSON, or not these fields
+            raise ValueError(f"{path}: {type(exc).__name__}: {exc}") from exc
+        texts = texts_path(path)
+        if texts.is_file():
+            try:
+                stats.texts = ProductTexts.load(texts)
+            except Exception as exc:
+                raise ValueError(f"{texts}: {type(exc).__name__}: {exc}") from exc
         return stats
 
     def field_shares(self) -> dict[str, float]:

@@ -39,10 +39,11 @@ class ModelVersion:
 
 
 class _Pointer(BaseModel):
-    """``active.json``: the served version (None: the fused order) and the ones active before it."""
+    """``active.json``: the served version (None: the fused order) and the states before it,
+    oldest first (None there too: a rollback can return to serving no model)."""
 
     version: str | None
-    history: list[str] = []
+    history: list[str | None] = []
 
 
 def read_meta(version: str, directory: Path) -> dict[str, Any]:
@@ -184,7 +185,7 @@ class ModelRegistry:
             pointer = self._pointer_to_replace()
             previous = pointer.get("version")
             history = pointer.get("history", [])
-            history = [*history, previous] if previous and previous != version else history
+            history = [*history, previous] if previous != version else history
             _atomic_write(
                 self.active_path,
                 json.dumps(
@@ -202,15 +203,20 @@ class ModelRegistry:
         except ModelError as exc:
             raise ModelError(f"{refusal}: {exc.detail}", field="version") from exc
 
-    def rollback(self) -> str:
-        """Re-activate the model that was active before the current one, checked as activate checks it."""
+    def rollback(self) -> str | None:
+        """Return to the state before the current one: the model active before it (checked as
+        activate checks it), or None where no model was active then (the fused order)."""
         with self._changing_pointer():
             pointer = self._pointer()
-            history = [v for v in pointer.get("history", []) if (self.model_dir(v) / MODEL_FILE).is_file()]
+            current = pointer.get("version")
+            history = [v for v in pointer.get("history", []) if v is None or (self.model_dir(v) / MODEL_FILE).is_file()]
+            while history and history[-1] == current:  # pointers written before None was recorded
+                history.pop()
             if not history:
                 raise NotFoundError("no earlier model was active; nothing to roll back to", field="version")
             previous = history[-1]
-            self._check_loads(previous, f"not rolled back to {previous}")
+            if previous is not None:
+                self._check_loads(previous, f"not rolled back to {previous}")
             _atomic_write(
                 self.active_path,
                 json.dumps(

@@ -1,8 +1,9 @@
 """The served reranker: the active model, reloaded when it changes, and a fallback that
 never fails a search.
 
-A missing, corrupt or feature-mismatched model leaves the fused order in place; the
-status (for /readyz) says "degraded" with the reason, and the log says it once.
+A missing, corrupt or feature-mismatched model, or the served version's catalog
+statistics unreadable, leaves the fused order in place; the status (for /readyz) says
+"degraded" with the reason, and the log says it once.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ class Reranker:
         return dataclasses.replace(self._status, predictor=predictor, predictor_detail=detail)
 
     def _unfit(self, model: RankerModel, stats: CatalogStats | None) -> str | None:
+        if stats is not None and stats.problem:  # the features would not be those the model learned from
+            return stats.problem
         if stats is None or not self.check_catalog_fit:
             return None
         return model.unfit_for(stats.field_shares())
@@ -188,7 +191,12 @@ class CatalogStatsProvider:
         path = stats_path(self.data_dir, version) if version else None
         if path is None or not path.is_file():
             return CatalogStats()
-        stats = CatalogStats.load(path)
+        try:
+            stats = CatalogStats.load(path)
+        except ValueError as exc:  # damaged on disk: search goes on without what they feed (read once per version)
+            problem = f"the catalog statistics of {version} are unreadable ({exc}); re-index to rebuild them"
+            log.error("serving %s without spelling correction or the learned reranker: %s", version, problem)
+            return CatalogStats(problem=problem)
         if stats.version != STATS_VERSION:
             log.warning(
                 "catalog statistics of %s were computed by an older text analysis (version %s, this build %s):"

@@ -26,6 +26,7 @@ from relevance.evaluation import ndcg_at_k
 from relevance.filters import SearchFilters
 from relevance.judgments import JudgmentSet
 from relevance.pipeline import SearchPipeline
+from reranker.catalog_stats import CatalogStats
 from reranker.feature_log import read_feature_logs
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC, FIELD_FEATURES
 from reranker.judged_categories import CATEGORIES_FILE, EMPTY, CategoryLearner, JudgedCategories
@@ -91,9 +92,18 @@ class CandidateList:
     features: np.ndarray
 
 
+def served_stats(pipeline: SearchPipeline) -> CatalogStats:
+    """The served version's catalog statistics; ModelError where they cannot be read (serving
+    then reranks nothing, and features computed without them would teach a model nonsense)."""
+    stats = pipeline.catalog_stats.current()
+    if stats.problem:
+        raise ModelError(f"cannot compute the features: {stats.problem}")
+    return stats
+
+
 def category_learner(pipeline: SearchPipeline, judged: JudgmentSet, query_ids: Sequence[str]) -> CategoryLearner:
     """The judged-category table of ``query_ids``' judgments, over the categories of the served catalog."""
-    return CategoryLearner(judged, query_ids, pipeline.catalog_stats.current().texts.category_of)
+    return CategoryLearner(judged, query_ids, served_stats(pipeline).texts.category_of)
 
 
 def candidate_lists(
@@ -109,6 +119,7 @@ def candidate_lists(
     ``categories``: each query's features read the judged-category table learned without
     its fold; without it the ``judged_category_agreement`` column is missing (NaN).
     """
+    served_stats(pipeline)
     found = []
     for done, qid in enumerate(query_ids, start=1):
         text, gains = judged.queries[qid], judged.gains[qid]

@@ -95,6 +95,9 @@ def test_product_and_similar(client) -> None:
         ("/search?q=drill&size=0", 422, "size"),
         ("/search?q=drill&page=0", 422, "page"),
         ("/search?q=%20%20", 422, "q"),
+        ("/search?q=%E2%80%8B", 422, "q"),  # a zero-width space
+        ("/search?q=%EF%BB%BF%00", 422, "q"),  # a byte-order mark and a NUL
+        ("/products/d1/explain?q=%E2%80%8B", 422, "q"),
         ("/search?q=drill&mode=magic", 422, "mode"),
         ("/search?q=drill&fusion=sum", 422, "fusion"),
         ("/search?q=drill&rrf_k=0", 422, "rrf_k"),

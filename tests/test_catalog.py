@@ -386,6 +386,43 @@ def test_json_the_parser_cannot_take_is_the_rows_fault_not_the_jobs(tmp_path: Pa
     assert letter["reason"].startswith("attributes: Value error, must be a JSON object: maximum recursion depth")
 
 
+@pytest.mark.parametrize("suffix", ["json", "jsonl"])
+def test_a_json_array_document_is_read_row_by_row_with_each_rows_line(tmp_path: Path, suffix: str) -> None:
+    document = (
+        "\ufeff[\n"
+        '  {"product_id": "p1", "title": "Red cordless drill"},\n'
+        '  {"product_id": "p2",\n   "title": "Blue velvet sofa"},\n'
+        "  5,\n"
+        '  {"product_id": "p3", "title": ""},\n'
+        '  {"product_id": "p4", "title": "Brass desk lamp"}\n'
+        "]\n"
+    )
+    path = write_bytes(tmp_path / f"array.{suffix}", document)
+    loaded = load_catalog(path, tmp_path / "dead.jsonl")
+    assert [p.product_id for p in loaded.products] == ["p1", "p2", "p4"]
+    assert [(letter["line"], letter["reason"].split(":")[0]) for letter in dead_letters(loaded.dead_letter_path)] == [
+        (5, "expected a JSON object, got int"),
+        (6, "title"),
+    ]
+    assert loaded.summary.read == 5
+
+
+@pytest.mark.parametrize(
+    ("document", "where"),
+    [
+        ('[\n{"product_id": "p1", "title": "Drill"},\n]', ":3: not a valid JSON array at column 1: Expecting value"),
+        ('[\n{"product_id": "p1", "title": "Drill"}\n{"product_id": "p2"}]', ":3: not a valid JSON array at column 1"),
+        ('[{"product_id": "p1", "title": "Drill"}', ":1: not a valid JSON array at column 40: the array is never"),
+        ('[{"product_id": "p1", "title": "Drill"}] []', ":1: not a valid JSON array at column 42: text after"),
+    ],
+)
+def test_a_json_array_that_does_not_parse_stops_the_job_naming_where(tmp_path: Path, document: str, where: str) -> None:
+    path = write_bytes(tmp_path / "broken.json", document)
+    with pytest.raises(CatalogError) as refused:
+        load_catalog(path, tmp_path / "dead.jsonl")
+    assert f"{path}{where}" in refused.value.detail
+
+
 def test_blank_lines_before_a_csv_header_are_skipped(tmp_path: Path) -> None:
     path = write_bytes(tmp_path / "blank.csv", "\n\r\nproduct_id,title\n1,cordless drill\n\n2,claw hammer\n")
     loaded = load_catalog(path, tmp_path / "dead.jsonl")

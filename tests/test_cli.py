@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from relevance.cli import main
+from relevance.config import Settings
 
 DATA = Path(__file__).parent / "data"
 
@@ -76,3 +77,96 @@ def test_evaluate_reports_skipped_queries_writes_out_in_a_new_directory_and_b_re
     report = json.loads(out.read_text())
     assert report["queries"] == 12
     assert not (tmp_path / "var").exists()
+
+
+def _evaluate(data_dir: Path, judgments: Path, *options: str):
+    return CliRunner().invoke(
+        main,
+        ["--data-dir", str(data_dir), "evaluate", "--judgments", str(judgments), "--queries",
+         str(DATA / "queries.csv"), "--samples", "100", *options],
+    )  # fmt: skip
+
+
+def test_evaluate_counts_judged_products_missing_from_the_index_as_not_found_whatever_their_order(
+    indexed_dir: Path, tmp_path: Path
+) -> None:
+    rows = ["1,not-in-the-catalog,3", "1,d1,0", "1,d2,2", "3,also-missing,2", "3,d1,0", "3,d2,1"]
+    scores = []
+    for name, ordered in (("given", rows), ("reversed", rows[::-1])):
+        judgments = tmp_path / f"{name}.csv"
+        judgments.write_text("query_id,product_id,grade\n" + "\n".join(ordered) + "\n")
+        out = tmp_path / f"{name}.json"
+        result = _evaluate(indexed_dir, judgments, "--out", str(out))
+        assert result.exit_code == 0, result.output
+        assert "system A: 2 of 4 judged products (of 2 scored queries) are not in the index 'products'" in result.output
+        means = json.loads(out.read_text())["a"]["means"]
+        scores.append((means["judged:ndcg@10"], means["judged:recall@10"]))
+    assert scores[0] == scores[1], "the judgments file's order decides nothing"
+    assert scores[0][1] == pytest.approx(0.5), "the missing relevant product counts as not found"
+
+
+def test_evaluate_names_the_model_that_ranks_before_it_scores(indexed_dir: Path, tmp_path: Path) -> None:
+    fused = tmp_path / "fused.toml"
+    fused.write_text("rerank = false\n")
+    out = tmp_path / "report.json"
+    result = _evaluate(indexed_dir, DATA / "judgments.csv", "--vs", str(fused), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    # The bundled model was trained on titles only; this catalog has brands and categories.
+    assert report["a"]["name"] == "A: embedded, rrf fusion, fused order (model default unusable)"
+    assert "system A ranks in the fused order: model default was trained without product" in result.output
+    assert report["b"]["name"] == "B: embedded, rrf fusion, no model"
+
+
+def test_evaluate_vs_encodes_queries_with_bs_own_embedding_settings(
+    indexed_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relevance.services import Services
+
+    built: list[Services] = []
+    from_settings = Services.from_settings
+
+    def recording(settings: Settings) -> Services:
+        built.append(from_settings(settings))
+        return built[-1]
+
+    monkeypatch.setattr(Services, "from_settings", staticmethod(recording))
+    same, other = tmp_path / "same.toml", tmp_path / "float32.toml"
+    same.write_text("rerank = false\n")
+    other.write_text('embedding_query_precision = "float32"\n')
+    for b, shared in ((same, True), (other, False)):
+        built.clear()
+        result = _evaluate(indexed_dir, DATA / "judgments.csv", "--vs", str(b))
+        assert result.exit_code == 0, result.output
+        a_services, b_services = built
+        assert (b_services.pipeline.embedder is a_services.embedder) is shared
+        assert b_services.pipeline.embedder.query_precision == b_services.settings.embedding_query_precision
+
+
+def test_evaluate_refuses_before_scoring_what_it_could_not_finish(indexed_dir: Path, tmp_path: Path) -> None:
+    one = tmp_path / "one.csv"
+    one.write_text("query_id,product_id,grade\n1,d1,3\n1,d2,1\n")
+    linear = tmp_path / "linear.toml"
+    linear.write_text('fusion = "linear"\n')
+    single = _evaluate(indexed_dir, one, "--vs", str(linear))
+    assert single.exit_code == 1 and "needs at least 2 scored queries; 1 can be scored" in single.output
+    assert "system A" not in single.output, "refused before any query ran"
+    unwritable = _evaluate(indexed_dir, DATA / "judgments.csv", "--out", "/proc/report.json")
+    assert unwritable.exit_code == 2 and "cannot write in /proc" in unwritable.output
+    assert "system A" not in unwritable.output
+
+
+def test_train_says_when_the_held_out_share_leaves_nothing_to_train_on(indexed_dir: Path, tmp_path: Path) -> None:
+    from reranker.training import split_queries
+
+    rows = [line for line in (DATA / "judgments.csv").read_text().splitlines()[1:]]
+    held_out = {qid for qid in {row.split(",")[0] for row in rows} if split_queries([qid], 0.9)[1]}
+    judgments = tmp_path / "held_out.csv"
+    judgments.write_text("query_id,product_id,grade\n" + "\n".join(r for r in rows if r.split(",")[0] in held_out))
+    result = CliRunner().invoke(
+        main,
+        ["--data-dir", str(tmp_path / "data"), "train", "--judgments", str(judgments), "--queries",
+         str(DATA / "queries.csv"), "--valid-share", "0.9"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert f"all {len(held_out)} queries with a text fell in the held-out share 0.9" in result.output

@@ -85,3 +85,25 @@ def test_a_product_outside_both_lists_says_how_far_it_was(tmp_path: Path, embedd
     assert vector["rank"] is None and vector["score"] <= vector["last_score"]
     assert body["summary"].startswith("b4 is not among the candidates: BM25 score ")
     assert "not in the list; the list's last of 3 scored" in body["summary"]
+
+
+def test_vector_mode_places_the_product_in_the_knn_list(indexed) -> None:
+    _, client = indexed
+    served = client.get("/search?q=cordless+drill&mode=vector&size=20&explain=true").get_json()["results"]
+    top = served[0]
+    body = placement(client, top["product_id"], "q=cordless+drill&mode=vector")
+    assert body["lexical"] is None, "vector mode searched no BM25 list"
+    assert body["vector"]["rank"] == top["explain"]["vector_rank"] == 1
+    assert body["vector"]["score"] == pytest.approx(top["explain"]["vector_score"])
+    assert "kNN rank 1 of" in body["summary"]
+
+
+def test_vector_mode_says_how_far_a_product_outside_the_knn_list_was(tmp_path: Path, embedder: Embedder) -> None:
+    services = make_services(tmp_path, embedder, candidates=3, window=4)
+    services.index_catalog(CATALOG)
+    client = create_app(services=services).test_client()
+    body = placement(client, "f2", "q=cordless+drill&mode=vector")  # a linen sofa
+    vector = body["vector"]
+    assert vector["rank"] is None and vector["length"] == 4  # a one-list search reaches the window
+    assert vector["score"] is not None and vector["score"] <= vector["last_score"]
+    assert body["summary"].startswith("f2 is not among the candidates") and "kNN" in body["summary"]

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import errno
 import json
+import os
+import signal
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -8,14 +12,15 @@ from typing import Any
 import pytest
 
 import indexer.job
+from indexer.job_lock import alias_job
 from relevance.embedder import Embedder
-from relevance.errors import CatalogError, EngineError
+from relevance.errors import CatalogError, EngineError, ReindexRefused
 from relevance.filters import SearchFilters
 from tests.conftest import BAD_CATALOG, CATALOG, make_services
 
 
 def test_bad_rows_are_dead_lettered_and_good_ones_indexed(tmp_path: Path, embedder: Embedder) -> None:
-    services = make_services(tmp_path, embedder)
+    services = make_services(tmp_path, embedder, max_rejected_share=1.0)  # 15 of its 19 rows are bad
     report = services.index_catalog(BAD_CATALOG).as_dict()
     assert (report["read"], report["indexed"], report["rejected"], report["duplicates"]) == (19, 3, 15, 1)
     assert services.engine.count("products") == 3
@@ -45,6 +50,104 @@ def test_a_catalog_without_valid_rows_changes_nothing(tmp_path: Path, embedder: 
     with pytest.raises(CatalogError, match="no valid product"):
         services.index_catalog(empty)
     assert services.engine.alias_target("products") == live
+
+
+def test_a_catalog_of_mostly_bad_rows_builds_nothing_and_the_share_is_a_setting(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    services = make_services(tmp_path, embedder)
+    live = services.index_catalog(CATALOG).version
+    broken = tmp_path / "broken.jsonl"  # one good row of three: an export gone wrong, not a smaller catalog
+    broken.write_text('{"product_id": "a", "title": "Drill"}\n{"title": "no id"}\n{"product_id": "b"}\n')
+    with pytest.raises(ReindexRefused, match=r"2 of the 3 rows of .* are bad, more than max_rejected_share"):
+        services.index_catalog(broken)
+    assert services.engine.alias_target("products") == live
+    assert [v.name for v in services.engine.list_versions("products")] == [live]
+    tolerant = make_services(tmp_path, embedder, max_rejected_share=0.7)
+    assert tolerant.index_catalog(broken).summary["indexed"] == 1
+
+
+def test_a_second_job_for_the_alias_is_refused_while_one_runs(tmp_path: Path, embedder: Embedder) -> None:
+    services = make_services(tmp_path, embedder)
+    live = services.index_catalog(CATALOG).version
+    services.index_catalog(CATALOG)
+    with alias_job(services.settings.index_job_lock_path, "products"):  # a job of another process, say
+        with pytest.raises(ReindexRefused, match="another index job or rollback of 'products' is running"):
+            services.index_catalog(CATALOG)
+        rollback = _cli(tmp_path, "reindex", "--rollback")
+        assert rollback.exit_code == 1 and "another index job or rollback" in rollback.output
+    assert len(services.engine.list_versions("products")) == 2, "nothing built, nothing pruned"
+    assert _cli(tmp_path, "reindex", "--rollback").exit_code == 0, "the lock goes with the job"
+    assert services.engine.alias_target("products") == live
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_job_stopped_by_sigterm_or_sighup_cleans_up_as_ctrl_c_does(
+    tmp_path: Path, embedder: Embedder, signum: int
+) -> None:
+    from relevance.cli import _stopped_like_ctrl_c
+
+    services = make_services(tmp_path, embedder)
+    live = services.index_catalog(CATALOG).version
+    real_engine = services.engine
+
+    class Killed(_FailingCommit):
+        def commit(self, version: str) -> None:
+            os.kill(os.getpid(), signum)  # kill, timeout, systemd or a container stopping the job
+            time.sleep(5)  # the handler interrupts this
+
+    services.engine = Killed(real_engine)
+    before = signal.getsignal(signum)
+    with pytest.raises(SystemExit) as stopped, _stopped_like_ctrl_c():
+        services.index_catalog(CATALOG)
+    assert stopped.value.code == 128 + signum
+    assert real_engine.alias_target("products") == live
+    assert [v.name for v in real_engine.list_versions("products")] == [live]
+    assert signal.getsignal(signum) == before, "the handler is the process's own again"
+
+
+def test_a_version_that_fails_to_start_leaves_no_directory(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relevance.engines.embedded import EmbeddedEngine
+
+    services = make_services(tmp_path, embedder)
+    live = services.index_catalog(CATALOG).version
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(EmbeddedEngine, "_open_tantivy", disk_full)
+    with pytest.raises(OSError):
+        services.index_catalog(CATALOG)
+    versions = sorted(p.name for p in (tmp_path / "indexes" / "versions").iterdir())
+    assert versions == [live]
+
+
+def test_cli_says_a_file_system_error_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from relevance.services import Services
+
+    def disk_full(self: Services, *args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "indexes" / "x"))
+
+    monkeypatch.setattr(Services, "index_catalog", disk_full)
+    result = _cli(tmp_path, "index", str(CATALOG))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == f"Error: {tmp_path / 'indexes' / 'x'}: No space left on device"
+    assert "Traceback" not in result.output
+
+
+def test_demo_indexing_a_bad_catalog_says_why_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from relevance.cli import _index_in_child
+    from relevance.config import load_settings
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"title": "no id"}\n')
+    with pytest.raises(SystemExit) as exited:
+        _index_in_child(load_settings(data_dir=tmp_path).model_dump(mode="json"), str(empty))
+    assert exited.value.code == 1
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said[-1].startswith("Error: no valid product in") and "Traceback" not in "\n".join(said)
 
 
 def test_jobs_started_in_the_same_second_keep_their_own_dead_letters(

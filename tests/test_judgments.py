@@ -73,6 +73,10 @@ def test_bad_judgments_name_the_problem(tmp_path: Path, content: str, message: s
         ("grade,product_id,query_id\n1\n", ":2: row has 1 cell(s), the header 3"),  # was a traceback
         ("query_id,product_id,grade\n1,p1,1,extra\n", ":2: row has 4 cell(s), the header 3"),
         ("q1 0 p1 2 extra\n", ":1: looks like TREC qrels, but has 5 fields; a qrels line has 4"),
+        (
+            "query_id,query,product_id,grade\nq1,velvet recliner,p1,3\nq1,velvet recliner ,p2,0\nq1,desk lamp,p3,1\n",
+            ":4: query 'q1' has the text 'desk lamp' here and 'velvet recliner' at line 2",
+        ),
     ],
 )  # fmt: skip
 def test_bad_lines_are_named_by_file_and_line(tmp_path: Path, content: str, message: str) -> None:
@@ -81,6 +85,15 @@ def test_bad_lines_are_named_by_file_and_line(tmp_path: Path, content: str, mess
     with pytest.raises(CatalogError) as error:
         read_judgments(path)
     assert error.value.detail.startswith(str(path)) and message in error.value.detail
+
+
+def test_blank_lines_before_a_csv_header_are_skipped_and_lines_still_counted(tmp_path: Path) -> None:
+    path = tmp_path / "j.csv"
+    path.write_text("\n \nquery_id,product_id,grade\n1,p1,2\n1,p2,x\n")
+    with pytest.raises(CatalogError, match=r"j\.csv:5: grade 'x' is not a number"):
+        read_judgments(path)
+    path.write_text("\n\r\nquery_id,product_id,grade\n1,p1,2\n1,p2,0\n")
+    assert read_judgments(path).gains == {"1": {"p1": 2.0, "p2": 0.0}}
 
 
 def test_an_identical_repeat_passes(tmp_path: Path) -> None:

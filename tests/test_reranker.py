@@ -25,7 +25,7 @@ from relevance.errors import ModelError, NotFoundError
 from relevance.filters import SearchFilters
 from relevance.judgments import JudgmentSet, read_judgments
 from relevance.services import Services
-from reranker.catalog_stats import STATS_VERSION, CatalogStats, stats_path
+from reranker.catalog_stats import STATS_VERSION, CatalogStats, stats_path, texts_path
 from reranker.feature_log import read_feature_logs
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC, Candidate, compute_features
 from reranker.judged_categories import CATEGORIES_FILE, CategoryLearner, JudgedCategories, fold_of
@@ -76,9 +76,10 @@ def trained(ltr_services: Services) -> str:
     return version
 
 
-def resave(registry: ModelRegistry, version: str, meta: dict | None = None) -> str:
-    """A new version holding ``version``'s files (and ``meta`` instead of its metadata)."""
-    directory = registry.model_dir(version)
+def resave(registry: ModelRegistry, version: str, meta: dict | None = None, source: ModelRegistry | None = None) -> str:
+    """A new version holding ``version``'s files (of ``source``, by default ``registry``), and
+    ``meta`` instead of its metadata."""
+    directory = (source or registry).model_dir(version)
     return registry.save(
         (directory / "model.txt").read_text(),
         meta or json.loads((directory / "meta.json").read_text()),
@@ -495,16 +496,9 @@ def test_concurrent_activations_keep_every_entry_of_the_history(
     """Two operators activating at once: each reads the pointer, adds what it replaces to the
     history and writes it. Writing slowly (injected) makes both read the same pointer unless
     the registry holds them apart, and one entry of the history would be lost."""
-    source = ltr_services.pipeline.reranker.registry.model_dir(trained)
+    source = ltr_services.pipeline.reranker.registry
     registry = ModelRegistry(tmp_path / "rankers")
-    first, second, third = (
-        registry.save(
-            (source / "model.txt").read_text(),
-            json.loads((source / "meta.json").read_text()),
-            {CATEGORIES_FILE: (source / CATEGORIES_FILE).read_text()},
-        )
-        for _ in range(3)
-    )
+    first, second, third = (resave(registry, trained, source=source) for _ in range(3))
     registry.activate(first)
     write = registry_module._atomic_write
 
@@ -519,10 +513,36 @@ def test_concurrent_activations_keep_every_entry_of_the_history(
     for thread in threads:
         thread.join()
     pointer = json.loads(registry.active_path.read_text())
-    assert pointer["history"][0] == first and len(pointer["history"]) == 2
-    assert {pointer["version"], *pointer["history"]} == {first, second, third}
+    assert pointer["history"][:2] == [None, first] and len(pointer["history"]) == 3  # None: nothing served first
+    assert {pointer["version"], *pointer["history"]} == {None, first, second, third}
     registry.rollback()
     assert registry.active_version() == pointer["history"][-1]
+
+
+def test_rollback_returns_to_the_state_before_the_current_one_no_model_included(
+    ltr_services: Services, trained: str, tmp_path: Path
+) -> None:
+    registry = ModelRegistry(tmp_path / "rankers")  # no bundled model: nothing serves at first
+    version = resave(registry, trained, source=ltr_services.pipeline.reranker.registry)
+    registry.activate(version)
+    registry.deactivate()
+    registry.activate(version)
+    assert registry.rollback() is None, "before the second activation no model served"
+    assert registry.active_version() is None
+    assert registry.rollback() == version, "and before the deactivation, the version"
+    assert registry.rollback() is None, "and before the first activation, nothing"
+    with pytest.raises(NotFoundError, match="nothing to roll back"):
+        registry.rollback()
+
+
+def test_rollback_skips_history_entries_that_repeat_the_current_version(
+    ltr_services: Services, trained: str, tmp_path: Path
+) -> None:
+    registry, source = ModelRegistry(tmp_path / "rankers"), ltr_services.pipeline.reranker.registry
+    earlier, current = resave(registry, trained, source=source), resave(registry, trained, source=source)
+    # What activate, deactivate, activate wrote before None was recorded in the history.
+    registry.active_path.write_text(json.dumps({"version": current, "history": [earlier, current]}))
+    assert registry.rollback() == earlier
 
 
 def test_activation_and_rollback_apply_without_a_restart(ltr_services: Services, trained: str) -> None:
@@ -618,6 +638,52 @@ def test_a_model_deleted_or_damaged_while_serving_degrades_the_running_worker_to
         assert "checksum" in client.get("/readyz").get_json()["reranker"]["reason"]
     finally:
         registry.deactivate()
+
+
+@pytest.mark.parametrize("damaged", ["statistics", "text table"])
+def test_unreadable_catalog_statistics_serve_the_fused_order_without_corrections_and_say_why(
+    ltr_services: Services,
+    trained: str,
+    embedder: Embedder,
+    tmp_path: Path,
+    damaged: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    services = make_services(tmp_path, embedder)
+    services.index_catalog(CATALOG)
+    registry = services.pipeline.reranker.registry
+    registry.activate(resave(registry, trained, source=ltr_services.pipeline.reranker.registry))
+    client = create_app(services=services).test_client()
+    healthy = client.get("/search?q=dewlat+drill").get_json()
+    assert healthy["reranked_by"] and healthy["corrections"] == {"dewlat": "dewalt"}
+    version = services.engine.alias_target(services.settings.index_alias)
+    path = stats_path(tmp_path, version)
+    if damaged == "statistics":
+        path.write_text(path.read_text()[:100])  # truncated
+    else:
+        texts = texts_path(path)
+        assert texts.is_file()
+        texts.write_bytes(b"not a numpy archive")
+    restarted = make_services(tmp_path, embedder)  # a new worker reads the damaged file
+    client = create_app(services=restarted).test_client()
+    with caplog.at_level(logging.ERROR, logger="reranker.serving"):
+        first = client.get("/search?q=dewlat+drill")
+        client.get("/search?q=claw+hammer")
+    assert first.status_code == 200
+    body = first.get_json()
+    assert body["reranked_by"] is None and body["corrections"] == {} and body["results"]
+    fused = client.get("/search?q=dewlat+drill&rerank=false").get_json()
+    assert [r["product_id"] for r in body["results"]] == [r["product_id"] for r in fused["results"]]
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["status"] == "degraded"
+    detail = ready.get_json()["detail"]
+    assert str(path if damaged == "statistics" else texts_path(path)) in detail and "re-index" in detail
+    said = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len([m for m in said if "without spelling correction" in m]) == 1, "said once, not per request"
+    assert len([m for m in said if "reranker model" in m]) == 1
+    judged = read_judgments(JUDGMENTS, queries_path=QUERIES)
+    with pytest.raises(ModelError, match="cannot compute the features: the catalog statistics"):
+        candidate_lists(restarted.pipeline, judged, judged.scorable(), ["window"])  # training refuses
 
 
 # ----------------------------------------------------------- feature logging

@@ -31,13 +31,18 @@ def readyz() -> ResponseReturnValue:
     if mismatch:
         return jsonify({"status": "not_ready", "detail": mismatch}), 503
     pipeline = services.pipeline
-    reranker = pipeline.reranker.status(pipeline.catalog_stats.current()) if pipeline.reranker else None
-    degraded = reranker is not None and reranker.state == "degraded"
+    stats = pipeline.catalog_stats.current()
+    reranker = pipeline.reranker.status(stats) if pipeline.reranker else None
+    detail = None
+    if reranker is not None and reranker.state == "degraded":
+        detail = f"reranker model unusable, serving the fused order: {reranker.reason}"
+    elif stats.problem:
+        detail = f"serving without spelling correction: {stats.problem}"
     # Degraded still serves (the fused order), so it stays a 200 for load balancers.
     return jsonify(
         {
-            "status": "degraded" if degraded else "ready",
-            "detail": f"reranker model unusable, serving the fused order: {reranker.reason}" if degraded else None,
+            "status": "degraded" if detail else "ready",
+            "detail": detail,
             "index_version": version,
             "products": products,
             "embedding_model": services.embedder.model_name,

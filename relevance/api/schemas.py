@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from indexer.product import has_visible_character
 from relevance.config import MAX_FUSION_WEIGHT
 from relevance.errors import RequestError
 from relevance.filters import SearchFilters, category_key
@@ -91,6 +92,15 @@ class RankingParams(Filters):
     lexical_weight: float | None = Field(None, ge=0, le=MAX_FUSION_WEIGHT, allow_inf_nan=False)
     vector_weight: float | None = Field(None, ge=0, le=MAX_FUSION_WEIGHT, allow_inf_nan=False)
     rerank: bool = Field(True, description="Reorder with the active learned model (false: the fused order).")
+
+    @field_validator("q")
+    @classmethod
+    def _visible_query(cls, value: str) -> str:
+        # A zero-width space or a stray BOM is not blank to str.strip; searched, only the
+        # vector list would answer it, with arbitrary products.
+        if not has_visible_character(value):
+            raise ValueError("has no visible character")
+        return value
 
     def fusion_options(self, defaults: FusionOptions) -> FusionOptions:
         overrides = {

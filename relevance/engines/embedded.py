@@ -278,6 +278,15 @@ class EmbeddedEngine:
         version = f"{alias}-{created.strftime('%Y%m%d%H%M%S%f')}"
         directory = self._version_dir(version)
         directory.mkdir(parents=True, exist_ok=False)
+        try:
+            return self._start_version(version, directory, alias, dims, metadata, created)
+        except BaseException:  # a full disk or an interrupt halfway: no half-made directory stays behind
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+
+    def _start_version(
+        self, version: str, directory: Path, alias: str, dims: int, metadata: dict[str, Any], created: datetime
+    ) -> str:
         manifest = {
             "version": version,
             "alias": alias,

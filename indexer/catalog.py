@@ -6,6 +6,7 @@ line number and the reason, and the summary keeps ``read = indexed + rejected + 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import math
@@ -88,12 +89,34 @@ def iter_rows(path: Path) -> Iterator[RawRow]:
     if not path.is_file():
         raise CatalogError(f"catalog file {path} does not exist", field="catalog")
     fmt = detect_format(path)
+    if fmt in ("jsonl", "csv"):
+        _refuse_other_unicode(path)
     if fmt == "jsonl":
         yield from _iter_jsonl(path)
     elif fmt == "csv":
         yield from _iter_csv(path)
     else:
         yield from _iter_parquet(path)
+
+
+_OTHER_UNICODE = {  # longest first: UTF-32 LE's mark begins with UTF-16 LE's
+    codecs.BOM_UTF32_LE: "UTF-32",
+    codecs.BOM_UTF32_BE: "UTF-32",
+    codecs.BOM_UTF16_LE: "UTF-16",
+    codecs.BOM_UTF16_BE: "UTF-16",
+}
+
+
+def _refuse_other_unicode(path: Path) -> None:
+    """A text file saved as UTF-16 or UTF-32 (Excel's "Unicode text") is the file's fault,
+    not every row's: read as UTF-8, each of its rows would be dead-lettered as bad JSON."""
+    with path.open("rb") as handle:
+        start = handle.read(4)
+    for mark, name in _OTHER_UNICODE.items():
+        if start.startswith(mark):
+            raise CatalogError(
+                f"{path} is {name} text (its byte-order mark says so); save the catalog as UTF-8", field="catalog"
+            )
 
 
 def _starts_an_array(path: Path) -> bool:

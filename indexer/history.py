@@ -64,14 +64,14 @@ def rollback(engine: SearchEngine, alias: str, history: SwapHistory) -> tuple[st
     if live in recorded:
         previous = recorded[live]
     else:  # swapped in before swaps were recorded: the newest version built before it (names sort by build time)
-        older = sorted(version.name for version in engine.list_versions(alias) if version.name < live)
+        older = sorted(v.name for v in engine.list_versions(alias) if v.name < live and v.complete)
         previous = older[-1] if older else None
     if previous is None:
         raise NotFoundError(
             f"no earlier version of {alias!r} to roll back to: none is recorded as live before {live}",
             field="rollback",
         )
-    if previous not in {version.name for version in engine.list_versions(alias)}:
+    if previous not in {version.name for version in engine.list_versions(alias) if version.complete}:
         raise NotFoundError(
             f"{previous}, the version live before {live}, is no longer kept (keep_versions); nothing to roll back to",
             field="rollback",

@@ -205,11 +205,22 @@ def _dead_letter_refused(path: Path, refused: list[tuple[str, str]], products: l
 
 def prune_versions(engine: SearchEngine, alias: str, keep: int, rollback_target: str | None = None) -> list[str]:
     """Drop the oldest versions beyond ``keep``; the live one is never dropped, and the
-    version a rollback would return to (not always the newest) goes last."""
-    versions = sorted(engine.list_versions(alias), key=lambda v: v.name)
+    version a rollback would return to (not always the newest) goes last.
+
+    The caller holds the alias's job lock (indexer.job_lock), so a version that was never
+    committed is no other job's build in progress: a job killed outright (SIGKILL, a power
+    cut) left it, and it goes first, without taking the place of a version kept for rollback.
+    """
+    dropped = []
+    versions = []
+    for version in sorted(engine.list_versions(alias), key=lambda v: v.name):
+        if version.complete or version.is_live:
+            versions.append(version)
+        else:
+            engine.drop_version(version.name)
+            dropped.append(version.name)
     removable = sorted((v for v in versions if not v.is_live), key=lambda v: (v.name == rollback_target, v.name))
     excess = len(versions) - keep
-    dropped = []
     for version in removable[: max(excess, 0)]:
         engine.drop_version(version.name)
         dropped.append(version.name)

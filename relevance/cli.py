@@ -433,6 +433,8 @@ def rank(
     candidate_sets = read_candidates(candidates) if candidates else None
     _prepare_output(out, "--out")
     services = _services(ctx)
+    if candidate_sets is not None:
+        _warn_unknown_candidates(services.pipeline, candidate_sets)
     options = services.pipeline.default_fusion
     if fusion:
         options = options.model_copy(update={"method": fusion})
@@ -449,6 +451,19 @@ def rank(
                 )
             write_run(handle, query_id, hits, tag)
     click.echo(f"wrote {out} ({len(query_rows)} queries)")
+
+
+def _warn_unknown_candidates(pipeline: Any, candidate_sets: dict[str, list[str]]) -> None:
+    from relevance.offline import products_missing_from
+
+    wanted = {pid for ids in candidate_sets.values() for pid in ids}
+    missing = products_missing_from(pipeline, wanted)
+    if missing:
+        click.echo(
+            f"warning: {len(missing)} of {len(wanted)} candidate ids are not in the index {pipeline.alias!r}:"
+            " each follows its query's ranked candidates, in the order given",
+            err=True,
+        )
 
 
 def _prepare_output(path: Path | None, option: str) -> None:
@@ -501,7 +516,10 @@ def versions(ctx: click.Context) -> None:
         click.echo(f"no version of {alias!r} is kept (relevance index CATALOG builds one)")
     for version in kept:
         marker = "*" if version.is_live else " "
-        click.echo(f"{marker} {version.name}  {version.count:>8} products  created {version.created_at}")
+        unfinished = (
+            "" if version.complete else "  unfinished (being built, or left by a killed job; the next job drops it)"
+        )
+        click.echo(f"{marker} {version.name}  {version.count:>8} products  created {version.created_at}{unfinished}")
 
 
 def _read_judgments(judgments: Path, queries: Path | None, grade_offset: float):

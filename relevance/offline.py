@@ -30,9 +30,14 @@ def skipped_queries(judged: JudgmentSet) -> dict[str, list[str]]:
     }
 
 
-def missing_products(pipeline: SearchPipeline, judged: JudgmentSet, batch: int = 500) -> set[str]:
+def missing_products(pipeline: SearchPipeline, judged: JudgmentSet) -> set[str]:
     """The scored queries' judged product ids that the served index does not hold."""
-    wanted = sorted({pid for qid in scored_queries(judged) for pid in judged.gains[qid]})
+    return products_missing_from(pipeline, {pid for qid in scored_queries(judged) for pid in judged.gains[qid]})
+
+
+def products_missing_from(pipeline: SearchPipeline, product_ids: Collection[str], batch: int = 500) -> set[str]:
+    """Those of ``product_ids`` the served index does not hold (asked in batches)."""
+    wanted = sorted(product_ids)
     found: set[str] = set()
     for start in range(0, len(wanted), batch):
         found.update(pipeline.engine.get(pipeline.alias, wanted[start : start + batch]))

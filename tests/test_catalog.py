@@ -501,3 +501,16 @@ def test_a_product_id_with_an_invisible_character_is_dead_lettered(tmp_path: Pat
     assert [p.title for p in loaded.products] == ["Saw"], "not a second product that looks like a1"
     (letter,) = dead_letters(loaded.dead_letter_path)
     assert letter["reason"].startswith(f"product_id: Value error, holds the invisible character U+{ord(hidden):04X}")
+
+
+@pytest.mark.parametrize(("encoding", "name"), [("utf-16", "UTF-16"), ("utf-16-be", "UTF-16"), ("utf-32", "UTF-32")])
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_a_utf16_or_utf32_file_is_refused_as_a_whole_naming_its_encoding(
+    tmp_path: Path, encoding: str, name: str, suffix: str
+) -> None:
+    text = '{"product_id": "1", "title": "Drill"}\n' if suffix == "jsonl" else "product_id,title\n1,Drill\n"
+    path = tmp_path / f"unicode.{suffix}"
+    mark = {"utf-16-be": b"\xfe\xff"}.get(encoding, b"")  # utf-16 and utf-32 write their own mark
+    path.write_bytes(mark + text.encode(encoding))
+    with pytest.raises(CatalogError, match=f"is {name} text .*; save the catalog as UTF-8"):
+        load_catalog(path, tmp_path / "dead.jsonl")

@@ -170,3 +170,18 @@ def test_train_says_when_the_held_out_share_leaves_nothing_to_train_on(indexed_d
     )  # fmt: skip
     assert result.exit_code == 2
     assert f"all {len(held_out)} queries with a text fell in the held-out share 0.9" in result.output
+
+
+def test_rank_with_candidates_warns_of_ids_the_index_does_not_hold(indexed_dir: Path, tmp_path: Path) -> None:
+    candidates = tmp_path / "candidates.csv"
+    candidates.write_text("query_id,product_id\n1,d1\n1,gone-1\n1,d2\n2,gone-2\n")
+    run = tmp_path / "run.txt"
+    result = CliRunner().invoke(
+        main,
+        ["--data-dir", str(indexed_dir), "rank", "--queries", str(DATA / "queries.csv"), "--candidates",
+         str(candidates), "--out", str(run)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "warning: 2 of 4 candidate ids are not in the index 'products'" in result.output
+    first = [line.split()[2] for line in run.read_text().splitlines() if line.startswith("1 ")]
+    assert first[-1] == "gone-1" and set(first) == {"d1", "d2", "gone-1"}

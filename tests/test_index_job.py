@@ -106,6 +106,21 @@ def test_a_job_stopped_by_sigterm_or_sighup_cleans_up_as_ctrl_c_does(
     assert signal.getsignal(signum) == before, "the handler is the process's own again"
 
 
+def test_a_version_a_killed_job_left_unfinished_is_marked_and_dropped_by_the_next_job(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    services = make_services(tmp_path, embedder, keep_versions=2)
+    first = services.index_catalog(CATALOG).version
+    orphan = services.engine.create_version("products", 384, {})  # SIGKILL before its commit: no cleanup ran
+    listed = _cli(tmp_path, "versions")
+    assert f"{orphan}         0 products" in listed.output and "unfinished" in listed.output
+    report = services.index_catalog(CATALOG)
+    assert orphan in report.pruned, "dropped first"
+    assert [v.name for v in services.engine.list_versions("products")] == [first, report.version]
+    assert _cli(tmp_path, "reindex", "--rollback").exit_code == 0
+    assert services.engine.alias_target("products") == first
+
+
 def test_a_version_that_fails_to_start_leaves_no_directory(
     tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -32,6 +32,7 @@ class IndexVersion:
     created_at: str
     count: int
     is_live: bool
+    complete: bool = True  # False: never committed (being built, or left by a job killed outright)
 
 
 @dataclass(frozen=True)

@@ -487,7 +487,13 @@ class EmbeddedEngine:
                 continue
             if manifest.get("alias") == alias:
                 versions.append(
-                    IndexVersion(directory.name, manifest["created_at"], manifest["count"], directory.name == live)
+                    IndexVersion(
+                        directory.name,
+                        manifest["created_at"],
+                        manifest["count"],
+                        directory.name == live,
+                        complete=bool(manifest.get("committed", True)),
+                    )
                 )
         return versions
 

@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, load_settings, machine
+from bench.common import ROOT, at_least, existing_file, load_settings, machine, work_dir
 from relevance.evaluation import ndcg_at_k
 from relevance.filters import SearchFilters
 from relevance.services import Services
@@ -92,9 +92,11 @@ def score_variant(catalog: Path, data_dir: Path, queries: dict[str, set[str]]) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalog", type=Path, required=True, help="JSONL products with attributes.product_class")
-    parser.add_argument("--work-dir", type=Path, default=ROOT / "bench" / "results" / "catalog-fit")
-    parser.add_argument("--min-products", type=int, default=5, help="smallest class used as a query")
+    parser.add_argument(
+        "--catalog", type=existing_file, required=True, help="JSONL products with attributes.product_class"
+    )
+    parser.add_argument("--work-dir", type=work_dir, default=ROOT / "bench" / "results" / "catalog-fit")
+    parser.add_argument("--min-products", type=at_least(1), default=5, help="smallest class used as a query")
     args = parser.parse_args()
     queries = class_queries(args.catalog, args.min_products)
     if len(queries) < 2:

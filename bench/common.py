@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +81,63 @@ def read_judgments(path: Path) -> dict[str, dict[str, float]]:
     return dict(judged)
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer no smaller than ``low`` (a bad value fails before any work)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def share(text: str) -> float:
+    """An argparse type: a finite number from 0 to 1."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:  # nan fails this too
+        raise argparse.ArgumentTypeError(f"{text} is not a share from 0 to 1")
+    return value
+
+
+share.__name__ = "share"
+
+
+def existing_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text} is not a file")
+    return path
+
+
+def output_file(text: str) -> Path:
+    """An argparse type: a file whose directory exists or can be made now, not after the run."""
+    path = Path(text)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory")
+    return path
+
+
+def work_dir(text: str) -> Path:
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a directory")
+    return path
+
+
 def bench_parser(doc: str | None) -> argparse.ArgumentParser:
     """The arguments every benchmark shares: the data, the engine, the reusable work dir."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="the home_depot folder")
     parser.add_argument("--engine", default="embedded", choices=["embedded", "elasticsearch", "opensearch"])
     parser.add_argument("--engine-url", default="http://127.0.0.1:9200", help="server engines only")
-    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="index + embedding cache (reused)")
+    parser.add_argument("--work-dir", type=work_dir, default=DEFAULT_WORK_DIR, help="index + embedding cache (reused)")
     parser.add_argument(
         "--query-precision", choices=["int8", "float32"], default=None, help="ONNX query encoder (default: settings')"
     )

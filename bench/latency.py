@@ -28,6 +28,7 @@ import urllib3
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
     Gunicorn,
+    at_least,
     bench_parser,
     bench_settings,
     cpu_yardstick_ms,
@@ -165,13 +166,13 @@ def settled_status(base: str, timeout: float = 180.0, in_a_row: int = 10) -> dic
 
 def main() -> None:
     parser = bench_parser(__doc__)
-    parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency level")
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--size", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--torch-threads", type=int, default=1, help="per gunicorn worker")
+    parser.add_argument("--requests", type=at_least(1), default=1000, help="requests per concurrency level")
+    parser.add_argument("--warmup", type=at_least(0), default=50)
+    parser.add_argument("--size", type=at_least(1), default=10)
+    parser.add_argument("--workers", type=at_least(1), default=2)
+    parser.add_argument("--torch-threads", type=at_least(1), default=1, help="per gunicorn worker")
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--overhead-queries", type=int, default=300)
+    parser.add_argument("--overhead-queries", type=at_least(0), default=300)
     parser.add_argument(
         "--rerank", choices=["on", "off"], default="on", help="serve with the active (or bundled) learned model"
     )
@@ -205,7 +206,7 @@ def main() -> None:
             env[f"RELEVANCE_EMBEDDING_{role.upper()}_PROMPT"] = prompt
     results = []
     yardstick_at_start = cpu_yardstick_ms()
-    with Gunicorn(env, workers=args.workers) as server:
+    with Gunicorn(env, workers=args.workers, log_path=args.work_dir / "gunicorn.log") as server:
         count = requests.get(f"{server.base}/readyz", timeout=10).json()["products"]
         run_clients(server.base, rng.sample(texts, args.warmup), 2, args.size)
         server_status = settled_status(server.base)

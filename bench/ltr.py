@@ -30,7 +30,18 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import bench_parser, bench_settings, ensure_index, home_depot_paths, machine, retrieval_key
+from bench.common import (
+    at_least,
+    bench_parser,
+    bench_settings,
+    ensure_index,
+    existing_file,
+    home_depot_paths,
+    machine,
+    output_file,
+    retrieval_key,
+    share,
+)
 from bench.relevance import MemoQueries, score_methods
 from indexer.catalog import load_catalog
 from relevance.evaluation import ndcg_at_k
@@ -226,15 +237,26 @@ def cross_validate(
     return ltr, pool, importance, rounds
 
 
+def lightgbm_param(text: str) -> tuple[str, object]:
+    """``key=value``, the value JSON (``num_leaves=31``, ``objective="rank_xendcg"``)."""
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: give key=value")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not JSON (strings are quoted)") from exc
+
+
 def main() -> None:
     parser = bench_parser(__doc__)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--limit", type=int, default=None, help="only the first N eligible queries")
+    parser.add_argument("--folds", type=at_least(2), default=5)
+    parser.add_argument("--limit", type=at_least(1), default=None, help="only the first N eligible queries")
     parser.add_argument("--lists", default="window,judged", help="training lists: window, judged or both")
     parser.add_argument("--unjudged", choices=["negative", "drop", "sample"], default="negative")
-    parser.add_argument("--unjudged-sample", type=int, default=50)
+    parser.add_argument("--unjudged-sample", type=at_least(1), default=50)
     parser.add_argument("--judged-weight", type=float, default=1.0, help="row weight of judged-list groups")
-    parser.add_argument("--valid-share", type=float, default=0.1, help="of each training fold, for early stopping")
+    parser.add_argument("--valid-share", type=share, default=0.1, help="of each training fold, for early stopping")
     parser.add_argument(
         "--refit",
         action=argparse.BooleanOptionalAction,
@@ -242,18 +264,31 @@ def main() -> None:
         help="after early stopping, retrain each fold's model on all its training queries for the"
         " early-stopped round count scaled to them, as `relevance train` does (default: on)",
     )
-    parser.add_argument("--bootstrap-samples", type=int, default=10000)
-    parser.add_argument("--param", action="append", default=[], help="LightGBM parameter override, key=value")
+    parser.add_argument("--bootstrap-samples", type=at_least(100), default=10000)
+    parser.add_argument(
+        "--param", action="append", type=lightgbm_param, default=[], help="LightGBM parameter override, key=JSON value"
+    )
     parser.add_argument(
         "--seeds",
         help="comma-separated LightGBM seeds: the cross-validation once per seed, reported under"
         ' "seeds" (each, and mean and sd); the headline figures are the first seed\'s (default: one run)',
     )
-    parser.add_argument("--per-query", type=Path, help="write LTR's per-query NDCG@10 here (JSON), for --compare-to")
     parser.add_argument(
-        "--compare-to", type=Path, help="an earlier run's --per-query file: paired CI of this run minus it"
+        "--per-query", type=output_file, help="write LTR's per-query NDCG@10 here (JSON), for --compare-to"
+    )
+    parser.add_argument(
+        "--compare-to", type=existing_file, help="an earlier run's --per-query file: paired CI of this run minus it"
     )
     args = parser.parse_args()
+    lists_given = args.lists.split(",")
+    if not lists_given or any(kind not in ("window", "judged") for kind in lists_given):
+        parser.error(f"--lists: {args.lists!r}: use window, judged or both")
+    try:
+        seeds_given = [int(seed) for seed in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        parser.error(f"--seeds: {args.seeds!r} is not comma-separated integers")
+    if args.valid_share >= 1:
+        parser.error("--valid-share must leave queries to train on (below 1)")
 
     paths = home_depot_paths(args.data)
     services = Services.from_settings(bench_settings(args, rerank=False))
@@ -273,16 +308,14 @@ def main() -> None:
 
     scale = label_scale(judged)
     options = CollectOptions(
-        lists=tuple(args.lists.split(",")),
+        lists=tuple(lists_given),
         unjudged=args.unjudged,
         unjudged_sample=args.unjudged_sample,
         judged_weight=args.judged_weight,
     )
-    params = {key: json.loads(value) for key, value in (p.split("=", 1) for p in args.param)}
+    params = dict(args.param)
     fold = folds_of(eligible, args.folds)
-    seeds = (
-        [int(seed) for seed in args.seeds.split(",")] if args.seeds else [params.get("seed", DEFAULT_PARAMS["seed"])]
-    )
+    seeds = seeds_given or [params.get("seed", DEFAULT_PARAMS["seed"])]
     runs = {
         seed: cross_validate(
             eligible,

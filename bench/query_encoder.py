@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import bench_parser, bench_settings, ensure_index, home_depot_paths, machine, percentiles
+from bench.common import at_least, bench_parser, bench_settings, ensure_index, home_depot_paths, machine, percentiles
 from bench.relevance import METHODS, MemoQueries, score_methods
 from relevance.judgments import read_judgments
 from relevance.services import Services
@@ -44,8 +44,8 @@ def timed_vectors(embedders: dict, texts: list[str]) -> tuple[dict[str, list[flo
 
 def main() -> None:
     parser = bench_parser(__doc__)
-    parser.add_argument("--limit", type=int, default=None, help="only the first N eligible queries")
-    parser.add_argument("--bootstrap-samples", type=int, default=10000)
+    parser.add_argument("--limit", type=at_least(1), default=None, help="only the first N eligible queries")
+    parser.add_argument("--bootstrap-samples", type=at_least(100), default=10000)
     args = parser.parse_args()
 
     paths = home_depot_paths(args.data)

@@ -26,11 +26,14 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
+    at_least,
     bench_parser,
     bench_settings,
     ensure_index,
+    existing_file,
     home_depot_paths,
     machine,
+    output_file,
     read_judgments,
     read_queries,
 )
@@ -119,10 +122,14 @@ def score_methods(
 
 def main() -> None:
     parser = bench_parser(__doc__)
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N eligible queries")
-    parser.add_argument("--per-query", type=Path, help="write every method's per-query NDCG@10 here, for --compare-to")
+    parser.add_argument("--limit", type=at_least(1), default=None, help="score only the first N eligible queries")
     parser.add_argument(
-        "--compare-to", type=Path, help="an earlier run's --per-query file: each method's difference, paired by query"
+        "--per-query", type=output_file, help="write every method's per-query NDCG@10 here, for --compare-to"
+    )
+    parser.add_argument(
+        "--compare-to",
+        type=existing_file,
+        help="an earlier run's --per-query file: each method's difference, paired by query",
     )
     args = parser.parse_args()
 

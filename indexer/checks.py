@@ -104,7 +104,10 @@ def mean_ndcg(pipeline: SearchPipeline, gate: JudgmentGate) -> float:
 def judgment_gate(live: SearchPipeline | None, candidate: SearchPipeline, gate: JudgmentGate) -> dict[str, Any]:
     """Full-retrieval NDCG@k of the new version against the live one, with the serving defaults."""
     new_score = mean_ndcg(candidate, gate)
-    live_score = mean_ndcg(live, gate) if live is not None else None
+    # A live version whose vectors this embedder cannot search (embedding settings changed:
+    # the re-index is the remedy) has no score to defend; the gate compares nothing then.
+    unscorable = live.index_embedding.mismatch(live.embedder) if live is not None else None
+    live_score = mean_ndcg(live, gate) if live is not None and unscorable is None else None
     report = {
         "metric": f"ndcg@{gate.k}",
         "queries": sum(1 for qid in gate.judgments if qid in gate.queries),
@@ -112,6 +115,8 @@ def judgment_gate(live: SearchPipeline | None, candidate: SearchPipeline, gate: 
         "live": None if live_score is None else round(live_score, 4),
         "margin": gate.margin,
     }
+    if unscorable:
+        report["live_not_scored"] = unscorable
     if live_score is not None and new_score < live_score - gate.margin:
         raise ReindexRefused(
             f"NDCG@{gate.k} of the new version is {new_score:.4f}, more than {gate.margin} below the live"

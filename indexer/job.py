@@ -150,9 +150,12 @@ def run_index_job(
         previous = engine.swap_alias(alias, version)
     except BaseException:  # interrupts too: never leave a half-built version behind
         log.warning("index job failed; dropping half-built version %s", version)
-        engine.drop_version(version)
-        if catalog_stats_dir is not None:
-            remove_version_stats(catalog_stats_dir, version)
+        try:
+            engine.drop_version(version)
+            if catalog_stats_dir is not None:
+                remove_version_stats(catalog_stats_dir, version)
+        except (OSError, RelevanceError) as exc:  # the engine that failed the job may fail this too: say the cause
+            log.warning("half-built version %s was not dropped (the next job drops it): %s", version, _said(exc))
         raise
     # The new version is live from here: what fails after this is reported, not raised,
     # so the job does not say it failed when the catalog is being served.

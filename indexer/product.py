@@ -103,6 +103,9 @@ def split_category(path: str) -> list[str]:
     return segments
 
 
+MAX_ID_BYTES = 512
+
+
 def has_visible_character(text: str) -> bool:
     """False for text of only blanks, zero-width, format or control characters: ``str.strip``
     keeps a zero-width space, yet nobody would see anything."""
@@ -144,6 +147,8 @@ class Product(BaseModel):
         # before this check may hold such ids: they read back as written.
         if _is_stored(info):
             return value
+        if len(value.encode("utf-8")) > MAX_ID_BYTES:  # Elasticsearch's and OpenSearch's _id limit
+            raise ValueError(f"is {len(value.encode('utf-8'))} bytes in UTF-8; at most {MAX_ID_BYTES}")
         hidden = next((char for char in value if unicodedata.category(char) in ("Cc", "Cf")), None)
         if hidden is not None:
             raise ValueError(f"holds the invisible character U+{ord(hidden):04X}")

@@ -12,8 +12,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings.exceptions import SettingsError
 
 from relevance.errors import ConfigError
 from reranker.registry import MODEL_FILE
@@ -35,6 +36,13 @@ class FieldBoosts(BaseModel):
     brand: float = Field(2.0, ge=0)
     category: float = Field(1.5, ge=0)
     description: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_field_searched(self) -> FieldBoosts:
+        # All zero: the embedded engine would match nothing and the servers every field.
+        if not any((self.title, self.brand, self.category, self.description)):
+            raise ValueError("at least one field needs a weight above 0")
+        return self
 
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
@@ -268,6 +276,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         ]
         detail = "; ".join(f"{key!r}: {message}" for key, message in problems)
         raise ConfigError(f"invalid setting{'s' if len(problems) > 1 else ''} {detail}", field=problems[0][0]) from exc
+    except SettingsError as exc:  # a list or nested setting in the environment that is not JSON
+        raise ConfigError(f"{exc}: list and nested settings are JSON in the environment", field="settings") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}", field="config_file") from exc
     except UnicodeDecodeError as exc:

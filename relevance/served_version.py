@@ -45,15 +45,20 @@ class ServedVersion:
 
 
 class PerVersion(Generic[T]):
-    """What ``read`` gives for one version, read again only when another version is asked for."""
+    """What ``read`` gives for the last ``keep`` versions asked for (two: the one a worker
+    serves and the alias's new one, which ``/readyz`` asks about during a swap; with one,
+    each would evict the other, and rereading an old version a job just pruned fails)."""
 
-    def __init__(self, read: Callable[[str | None], T]) -> None:
+    def __init__(self, read: Callable[[str | None], T], keep: int = 2) -> None:
         self._read = read
-        self._last: tuple[str | None, T] | None = None  # one pair, swapped whole: threads never mix versions
+        self._keep = keep
+        self._recent: tuple[tuple[str | None, T], ...] = ()  # swapped whole: threads never mix versions
 
     def get(self, version: str | None) -> T:
-        last = self._last
-        if last is None or last[0] != version:
-            last = (version, self._read(version))
-            self._last = last
-        return last[1]
+        recent = self._recent
+        for known, value in recent:
+            if known == version:
+                return value
+        value = self._read(version)
+        self._recent = ((version, value), *recent[: self._keep - 1])
+        return value

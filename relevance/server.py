@@ -30,7 +30,8 @@ class _GunicornApp(BaseApplication):
         # Runs in each worker after the fork: torch and the index load per worker.
         from relevance.api import create_app, warm_up
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        # force: the CLI configured WARNING before forking; a worker logs as `gunicorn wsgi:app` does.
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True)
         app = create_app(self.settings)
         warm_up(app)
         return app

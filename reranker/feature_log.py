@@ -75,8 +75,7 @@ class FeatureLog:
         with self._lock:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
-                with path.open("a", encoding="utf-8") as handle:
-                    handle.write(line)
+                _append_whole(path, line)
             except OSError as exc:  # a full disk costs the log, never the shopper's search
                 problem = f"{type(exc).__name__}: {exc.strerror or exc}"
                 if problem not in self._failures:
@@ -86,16 +85,49 @@ class FeatureLog:
         return path
 
 
-def read_feature_logs(source: Path) -> Iterator[LoggedRequest]:
+def _append_whole(path: Path, line: str) -> None:
+    """Append one record so that it is whole or absent: a write that fails (a full disk) is
+    cut back off, and a record starts on a line of its own even after a fragment that a
+    killed process left (a restarted container's workers reuse its pids, so its files)."""
+    with path.open("ab") as handle:
+        start = handle.seek(0, os.SEEK_END)
+        data = line.encode("utf-8")
+        if start and not _ends_with_newline(path, start):
+            data = b"\n" + data
+        try:
+            handle.write(data)
+            handle.flush()
+        except OSError:
+            handle.truncate(start)
+            raise
+
+
+def _ends_with_newline(path: Path, size: int) -> bool:
+    with path.open("rb") as tail:
+        tail.seek(size - 1)
+        return tail.read(1) == b"\n"
+
+
+@dataclass
+class LogReading:
+    """What reading logs left out, for the caller to report."""
+
+    other_features: int = 0  # requests logged by a build with other features
+    fragments: int = 0  # lines an interrupted write left unfinished
+
+
+def read_feature_logs(source: Path, reading: LogReading | None = None) -> Iterator[LoggedRequest]:
     """Every logged request under ``source`` (a file or a directory of them), in file order.
 
-    A file's last line without its newline that does not parse is skipped with a warning
-    (a worker killed mid-write).
+    A line that is not JSON is a fragment an interrupted write left (a worker killed
+    mid-write, a full disk in older builds): skipped with a warning naming it. Requests
+    logged by a build with other features are skipped too; ``reading`` counts both.
 
     Raises:
-        CatalogError: a directory without ``*.jsonl`` files, or a line that is not a
-            logged request (naming the file and line).
+        CatalogError: a directory without ``*.jsonl`` files, or a JSON line that is not a
+            logged request (naming the file and line): not a feature log at all.
     """
+    reading = reading if reading is not None else LogReading()
     paths = sorted(source.glob("*.jsonl")) if source.is_dir() else [source]
     if not paths:
         raise CatalogError(f"no feature logs (*.jsonl) in {source}", field="feature_logs")
@@ -107,17 +139,25 @@ def read_feature_logs(source: Path) -> Iterator[LoggedRequest]:
                         continue
                     try:
                         logged = _logged_request(line, f"{path}:{number}")
-                    except CatalogError:
-                        if line.endswith("\n"):
-                            raise
-                        # Only a file's last line lacks its newline: a worker killed mid-write
-                        # (its file is never appended to again; the next process logs under its own pid).
-                        log.warning("%s:%d: skipping an unfinished last line (an interrupted write)", path, number)
+                    except _Fragment:
+                        log.warning("%s:%d: skipping an unfinished line (an interrupted write)", path, number)
+                        reading.fragments += 1
                         continue
-                    if logged is not None:
+                    if logged is None:
+                        reading.other_features += 1
+                    else:
                         yield logged
             except UnicodeDecodeError as exc:
                 raise CatalogError(f"{path}: not UTF-8 text ({exc.reason})", field="feature_logs") from exc
+    if reading.other_features:
+        log.warning(
+            "skipped %d logged requests of a build with other features (feature_spec differs from this build's)",
+            reading.other_features,
+        )
+
+
+class _Fragment(Exception):
+    """A line that is not JSON: what an interrupted write leaves."""
 
 
 def _logged_request(line: str, where: str) -> LoggedRequest | None:
@@ -143,7 +183,7 @@ def _logged_request(line: str, where: str) -> LoggedRequest | None:
             None if any(s is None for s in scores) else np.asarray(scores, dtype=np.float64),
         )
     except json.JSONDecodeError as exc:
-        raise CatalogError(f"{where}: not JSON ({exc.msg})", field="feature_logs") from exc
+        raise _Fragment(where) from exc
     except KeyError as exc:
         raise CatalogError(f"{where}: a feature log record lacks {exc.args[0]!r}", field="feature_logs") from exc
     except (TypeError, ValueError) as exc:  # not an object, or features of the wrong shape or type

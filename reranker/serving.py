@@ -188,9 +188,16 @@ class CatalogStatsProvider:
         return self._stats.get(self.served.current())
 
     def for_version(self, version: str | None) -> CatalogStats:
-        path = stats_path(self.data_dir, version) if version else None
-        if path is None or not path.is_file():
+        if version is None:  # nothing served yet
             return CatalogStats()
+        path = stats_path(self.data_dir, version)
+        if not path.is_file():  # another host indexed it (a shared cluster), or stats were not kept then
+            problem = (
+                f"no catalog statistics of {version} in {path.parent}: it was indexed from another data"
+                " directory or before statistics were kept; re-index from this data directory"
+            )
+            log.error("serving %s without spelling correction or the learned reranker: %s", version, problem)
+            return CatalogStats(problem=problem)
         try:
             stats = CatalogStats.load(path)
         except ValueError as exc:  # damaged on disk: search goes on without what they feed (read once per version)

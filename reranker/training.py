@@ -27,7 +27,7 @@ from relevance.filters import SearchFilters
 from relevance.judgments import JudgmentSet
 from relevance.pipeline import SearchPipeline
 from reranker.catalog_stats import CatalogStats
-from reranker.feature_log import read_feature_logs
+from reranker.feature_log import LogReading, read_feature_logs
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC, FIELD_FEATURES
 from reranker.judged_categories import CATEGORIES_FILE, EMPTY, CategoryLearner, JudgedCategories
 from reranker.model import DEFAULT_PARAMS, TrainingSet, refit_booster, train_booster
@@ -174,10 +174,18 @@ def training_set(
 def collect_from_logs(source: Path, judged: JudgmentSet, scale: float, options: CollectOptions) -> TrainingSet:
     """Training rows straight from served-feature logs, joined to judgments by query text."""
     by_text = {text.strip().lower(): qid for qid, text in judged.queries.items()}
+    reading = LogReading()
+    logged = list(read_feature_logs(source, reading))
+    if not logged:
+        raise ModelError(
+            f"no usable logged request in {source}: {reading.other_features} were logged by a build with other"
+            f" features, {reading.fragments} lines were unfinished writes; log requests with this build",
+            field="feature_logs",
+        )
     joined = (
-        (qid, "log", f"{qid}:log:{logged.request_id}", logged.product_ids, logged.features, 1.0)
-        for logged in read_feature_logs(source)
-        if (qid := by_text.get(logged.query.strip().lower())) is not None and qid in judged.gains
+        (qid, "log", f"{qid}:log:{request.request_id}", request.product_ids, request.features, 1.0)
+        for request in logged
+        if (qid := by_text.get(request.query.strip().lower())) is not None and qid in judged.gains
     )
     return _labelled(joined, judged, scale, options)
 

@@ -145,3 +145,27 @@ def test_the_catalog_fit_benchmark_scores_the_catalog_with_and_without_its_field
     for copy in ("as_given", "titles_only"):
         assert set(result[copy]["ndcg@10"]) == {"bm25", "fused", "reranked"}
         assert all(0.0 < score <= 1.0 for score in result[copy]["ndcg@10"].values())
+
+
+@pytest.mark.parametrize(
+    ("script", "arguments", "message"),
+    [
+        ("ltr.py", ["--folds", "1"], "argument --folds: 1 is below 2"),
+        ("ltr.py", ["--param", "num_leaves=abc"], "the value is not JSON"),
+        ("ltr.py", ["--seeds", "1,x"], "--seeds: '1,x' is not comma-separated integers"),
+        ("ltr.py", ["--lists", "foo"], "--lists: 'foo': use window, judged or both"),
+        ("ltr.py", ["--compare-to", "missing.json"], "argument --compare-to: missing.json is not a file"),
+        ("relevance.py", ["--limit", "0"], "argument --limit: 0 is below 1"),
+        ("relevance.py", ["--work-dir", "README.md"], "argument --work-dir: README.md is not a directory"),
+        ("query_encoder.py", ["--bootstrap-samples", "0"], "argument --bootstrap-samples: 0 is below 100"),
+    ],
+)
+def test_a_bad_argument_is_refused_before_any_work(script: str, arguments: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, f"bench/{script}", "--data", "tests/data", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr

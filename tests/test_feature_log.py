@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from relevance.errors import CatalogError
-from reranker.feature_log import read_feature_logs
+from relevance.errors import CatalogError, ModelError
+from relevance.judgments import JudgmentSet
+from relevance.pipeline import RerankDetail
+from reranker.feature_log import FeatureLog, LogReading, read_feature_logs
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC
+from reranker.training import CollectOptions, collect_from_logs
 
 GOOD = json.dumps(
     {
@@ -27,7 +32,6 @@ GOOD = json.dumps(
     ("line", "message"),
     [
         ('{"a": 1}', ":2: a feature log record lacks 'feature_spec'"),  # was KeyError: 'feature_spec'
-        ("hello", ":2: not JSON"),  # was a bare "Expecting value: line 1 column 1 (char 0)"
         ("[1, 2]", ":2: not a feature log record"),
         (GOOD.replace("[null", "[1, null"), ":2: not a feature log record"),  # one feature too many
     ],
@@ -47,13 +51,74 @@ def test_a_directory_without_logs_is_an_error_not_an_empty_training_set(tmp_path
     assert [r.query for r in read_feature_logs(tmp_path)] == ["drill"]
 
 
-def test_an_unfinished_last_line_is_an_interrupted_write_and_is_skipped(tmp_path: Path) -> None:
+def test_an_unfinished_line_is_an_interrupted_write_and_is_skipped_wherever_it_is(tmp_path: Path) -> None:
     (tmp_path / "features-20260101-1.jsonl").write_text(f"{GOOD}\n{GOOD[: len(GOOD) // 2]}")
     (tmp_path / "features-20260101-2.jsonl").write_text(f"{GOOD}\n")
     assert [r.request_id for r in read_feature_logs(tmp_path)] == ["r1", "r1"]
+    # A killed worker's fragment, then a record appended on the next line (a restart reusing the pid).
     (tmp_path / "features-20260101-1.jsonl").write_text(f"{GOOD[: len(GOOD) // 2]}\n{GOOD}\n")
-    with pytest.raises(CatalogError, match=":1: not JSON"):  # a bad line with lines after it is no crash
-        list(read_feature_logs(tmp_path))
+    reading = LogReading()
+    assert [r.request_id for r in read_feature_logs(tmp_path, reading)] == ["r1", "r1"]
+    assert reading.fragments == 1
+
+
+def _detail() -> RerankDetail:
+    rows = np.zeros((2, len(FEATURE_NAMES)))
+    return RerankDetail("v1", ["p1", "p2"], rows, np.array([0.5, 0.25]), {})
+
+
+def test_a_record_is_written_whole_or_not_at_all_and_never_glued_to_a_fragment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    feature_log = FeatureLog(tmp_path, sample=0.0)
+    path = feature_log.write("r1", "drill", _detail())
+    assert path is not None
+    path.write_bytes(path.read_bytes() + b'{"request_id": "r-killed", "qu')  # a worker killed mid-write
+    assert feature_log.write("r2", "drill", _detail()) == path
+    assert [r.request_id for r in read_feature_logs(path)] == ["r1", "r2"]
+
+    size = path.stat().st_size
+    open_file = Path.open
+
+    class DiskFills:
+        def __init__(self, handle) -> None:
+            self._handle = handle
+
+        def __getattr__(self, name: str):
+            return getattr(self._handle, name)
+
+        def __enter__(self) -> DiskFills:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._handle.close()
+
+        def write(self, data: bytes) -> int:
+            self._handle.write(data[: len(data) // 2])
+            self._handle.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def opening(self: Path, mode: str = "r", *args, **kwargs):
+        handle = open_file(self, mode, *args, **kwargs)
+        return DiskFills(handle) if mode == "ab" else handle
+
+    monkeypatch.setattr(Path, "open", opening)
+    assert feature_log.write("r3", "drill", _detail()) is None, "the search goes on unlogged"
+    monkeypatch.undo()
+    assert path.stat().st_size == size, "the half-written record was cut back off"
+    assert feature_log.write("r4", "drill", _detail()) == path
+    assert [r.request_id for r in read_feature_logs(path)] == ["r1", "r2", "r4"]
+
+
+def test_training_from_logs_of_another_build_says_so(tmp_path: Path) -> None:
+    record = json.loads(GOOD)
+    record["feature_spec"] = {**record["feature_spec"], "title_coverage": -1}
+    (tmp_path / "features-20260101-1.jsonl").write_text(json.dumps(record) + "\n")
+    judged = JudgmentSet({"1": {"p1": 1.0, "p2": 0.0}}, {"1": "drill"})
+    with pytest.raises(
+        ModelError, match=r"no usable logged request in .*: 1 were logged by a build with other features"
+    ):
+        collect_from_logs(tmp_path, judged, 1.0, CollectOptions())
 
 
 def test_logged_values_are_read_by_their_names_not_their_positions(tmp_path: Path) -> None:

@@ -226,3 +226,39 @@ def test_given_smoke_queries_must_be_some_and_none_blank(engine_services) -> Non
         with pytest.raises(CatalogError, match="smoke query"):
             services.index_catalog(CATALOG, smoke_queries=queries)
     assert services.engine.list_versions(services.settings.index_alias) == [], "refused before building"
+
+
+def test_readyz_during_a_swap_costs_no_search_of_a_worker_still_on_the_pruned_version(tmp_path: Path, embedder) -> None:
+    serving = make_services(tmp_path, embedder, keep_versions=1)
+    serving.index_catalog(CATALOG)
+    client = create_app(services=serving).test_client()
+    serving.pipeline.served.ttl_seconds = 600  # this worker goes on serving the old version a while
+    assert client.get("/search?q=drill").status_code == 200
+    make_services(tmp_path, embedder, keep_versions=1).index_catalog(CATALOG)  # another process; prunes the old
+    assert client.get("/readyz").status_code == 200  # asks about the alias's new version
+    after = client.get("/search?q=drill")
+    assert after.status_code == 200, after.get_json()
+    assert client.get("/search?q=drill&mode=vector").status_code == 200
+
+
+def test_a_gated_reindex_can_replace_a_version_this_embedder_cannot_search(tmp_path: Path, embedder) -> None:
+    """The remedy for embedding_mismatch is a re-index; the gate must not refuse it for a score
+    the live version cannot have."""
+    import numpy as np
+
+    from indexer.catalog import load_catalog
+    from relevance.engines.base import IndexedProduct
+
+    services = make_services(tmp_path, embedder)
+    products = load_catalog(CATALOG, tmp_path / "dead.jsonl").products
+    other = services.engine.create_version("products", 32, {"embedding_dims": 32, "embedding_model": "other"})
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(products), 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    services.engine.bulk_upsert(other, [IndexedProduct(p, v) for p, v in zip(products, vectors, strict=True)])
+    services.engine.commit(other)
+    services.engine.swap_alias("products", other)
+    gate = JudgmentGate({"q1": "cordless drill"}, {"q1": DRILLS}, margin=0.05)
+    report = services.index_catalog(CATALOG, gate=gate)
+    assert services.engine.alias_target("products") == report.version
+    assert report.checks["gate"]["live"] is None and "32-dimension" in report.checks["gate"]["live_not_scored"]

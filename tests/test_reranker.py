@@ -640,7 +640,7 @@ def test_a_model_deleted_or_damaged_while_serving_degrades_the_running_worker_to
         registry.deactivate()
 
 
-@pytest.mark.parametrize("damaged", ["statistics", "text table"])
+@pytest.mark.parametrize("damaged", ["statistics", "text table", "missing"])
 def test_unreadable_catalog_statistics_serve_the_fused_order_without_corrections_and_say_why(
     ltr_services: Services,
     trained: str,
@@ -660,6 +660,8 @@ def test_unreadable_catalog_statistics_serve_the_fused_order_without_corrections
     path = stats_path(tmp_path, version)
     if damaged == "statistics":
         path.write_text(path.read_text()[:100])  # truncated
+    elif damaged == "missing":  # an API host whose data directory did not index the version
+        path.unlink()
     else:
         texts = texts_path(path)
         assert texts.is_file()
@@ -677,12 +679,21 @@ def test_unreadable_catalog_statistics_serve_the_fused_order_without_corrections
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["status"] == "degraded"
     detail = ready.get_json()["detail"]
-    assert str(path if damaged == "statistics" else texts_path(path)) in detail and "re-index" in detail
-    said = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    named = {
+        "statistics": str(path),
+        "text table": str(texts_path(path)),
+        "missing": f"no catalog statistics of {version}",
+    }
+    assert named[damaged] in detail and "re-index" in detail
+    said = [
+        r.getMessage()
+        for r in caplog.records
+        if "without spelling correction" in r.getMessage() or "reranker model" in r.getMessage()
+    ]
     assert len([m for m in said if "without spelling correction" in m]) == 1, "said once, not per request"
     assert len([m for m in said if "reranker model" in m]) == 1
     judged = read_judgments(JUDGMENTS, queries_path=QUERIES)
-    with pytest.raises(ModelError, match="cannot compute the features: the catalog statistics"):
+    with pytest.raises(ModelError, match=r"cannot compute the features: (the|no) catalog statistics"):
         candidate_lists(restarted.pipeline, judged, judged.scorable(), ["window"])  # training refuses
 
 

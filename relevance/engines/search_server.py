@@ -294,7 +294,15 @@ class SearchServerEngine:
         for name in sorted(mappings):
             meta = mappings[name]["mappings"].get("_meta", {})
             if meta.get("alias") == alias:
-                versions.append(IndexVersion(name, meta.get("created_at", ""), self.count(name), name == live))
+                versions.append(
+                    IndexVersion(
+                        name,
+                        meta.get("created_at", ""),
+                        self.count(name),
+                        name == live,
+                        complete=bool(meta.get("committed", True)),  # a version marks itself committed last
+                    )
+                )
         return versions
 
     def version_metadata(self, index: str) -> dict[str, Any]:

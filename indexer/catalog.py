@@ -168,10 +168,11 @@ def _iter_json_array(path: Path) -> Iterator[RawRow]:
         raise _json_document_error(path, text, trailing, "text after the array's closing ]")
 
 
+_JSON_BLANKS = re.compile(r"[ \t\r\n]*")  # the whitespace JSON allows between values
+
+
 def _skip_blanks(text: str, position: int) -> int:
-    while position < len(text) and text[position] in " \t\r\n":
-        position += 1
-    return position
+    return _JSON_BLANKS.match(text, position).end()
 
 
 def _json_document_error(path: Path, text: str, position: int, reason: str) -> CatalogError:

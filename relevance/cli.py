@@ -792,7 +792,10 @@ def evaluate(ctx: click.Context, judgments: Path, queries: Path | None, grade_of
         systems.append(("B", services_b))
     names, results = [], []
     for label, services in systems:
-        names.append(_system_name(label, services))  # before scoring: a broken setup fails fast
+        name, unused = _system_name(label, services)  # before scoring: a broken setup fails fast
+        names.append(name)
+        if unused:
+            click.echo(f"system {label} ranks in the fused order: {unused}", err=True)
         missing = missing_products(services.pipeline, judged)
         if missing:
             click.echo(f"system {label}: {_missing_note(missing, judged, services.settings.index_alias)}", err=True)
@@ -833,19 +836,18 @@ def _skipped_note(judged: Any, judgments: Path, queries: Path | None) -> str:
     return f"{total} of {len(judged.gains)} judged queries: {'; '.join(parts)}" if parts else ""
 
 
-def _system_name(label: str, services: Any) -> str:
+def _system_name(label: str, services: Any) -> tuple[str, str | None]:
     """The system as it ranks: the model that reranks, or, where one is active but cannot, the
-    fused order (the reason goes to stderr: too long for a table's column)."""
+    fused order; and then why not (too long for a table's column)."""
     settings, pipeline = services.settings, services.pipeline
-    model = "no model"
+    model, unused = "no model", None
     if settings.rerank and pipeline.reranker is not None:
         status = pipeline.reranker.status(pipeline.catalog_stats.current())
         if status.state == "active":
             model = status.version
         elif status.state == "degraded":
-            model = f"fused order (model {status.version or '?'} unusable)"
-            click.echo(f"system {label} ranks in the fused order: {status.reason}", err=True)
-    return f"{label}: {settings.engine}, {settings.fusion} fusion, {model}"
+            model, unused = f"fused order (model {status.version or '?'} unusable)", status.reason
+    return f"{label}: {settings.engine}, {settings.fusion} fusion, {model}", unused
 
 
 def _embedding_settings(settings: Settings) -> dict[str, Any]:

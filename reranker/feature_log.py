@@ -89,23 +89,19 @@ def _append_whole(path: Path, line: str) -> None:
     """Append one record so that it is whole or absent: a write that fails (a full disk) is
     cut back off, and a record starts on a line of its own even after a fragment that a
     killed process left (a restarted container's workers reuse its pids, so its files)."""
-    with path.open("ab") as handle:
+    with path.open("a+b") as handle:  # reads from anywhere; writes always append
         start = handle.seek(0, os.SEEK_END)
         data = line.encode("utf-8")
-        if start and not _ends_with_newline(path, start):
-            data = b"\n" + data
+        if start:
+            handle.seek(start - 1)
+            if handle.read(1) != b"\n":
+                data = b"\n" + data
         try:
             handle.write(data)
             handle.flush()
         except OSError:
             handle.truncate(start)
             raise
-
-
-def _ends_with_newline(path: Path, size: int) -> bool:
-    with path.open("rb") as tail:
-        tail.seek(size - 1)
-        return tail.read(1) == b"\n"
 
 
 @dataclass

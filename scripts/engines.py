@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -98,6 +99,14 @@ def java_21_plus() -> Path:
             return candidate
     raise SystemExit("Elasticsearch 9 needs a JDK 21+ under /usr/lib/jvm (e.g. temurin-25-jdk-amd64)")
 
+
+# A throwaway test node must not refuse work because the host's disk is full by the engine's
+# measure ((total - available) / total, which counts root-reserved blocks): above the 90% high
+# watermark Elasticsearch leaves a new index's shards unassigned (index creation times out) and
+# OpenSearch blocks index creation outright (403 index_create_block_exception); one CI run failed
+# 107 tests that way. A production cluster keeps these safeguards; this script only starts
+# nodes for tests and local use.
+DISK_SETTINGS = ("-E", "cluster.routing.allocation.disk.threshold_enabled=false")
 
 ENGINES = {
     "elasticsearch": {
@@ -353,6 +362,31 @@ def healthy(url: str) -> bool:
         return False
 
 
+def index_creation_problem(url: str) -> str | None:
+    """Create and drop a probe index, so that a node which is healthy but cannot create one
+    (shards it will not assign, a cluster block) fails to start instead of failing every test
+    that builds an index. A block the node applies later (OpenSearch's disk monitor acts after
+    its first disk reading) is not caught here; DISK_SETTINGS prevents that one."""
+    probe = f"{url}/relevance-start-probe"
+    body = json.dumps({"settings": {"number_of_shards": 1, "number_of_replicas": 0}}).encode()
+    create = urllib.request.Request(
+        f"{probe}?wait_for_active_shards=1&timeout=30s",
+        data=body,
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(create, timeout=60) as response:
+            acknowledged = json.loads(response.read()).get("shards_acknowledged", False)
+        with urllib.request.urlopen(urllib.request.Request(probe, method="DELETE"), timeout=60):
+            pass
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}: {exc.read().decode(errors='replace')[:500]}"
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    return None if acknowledged else "its primary shard was not assigned within 30 s"
+
+
 def start(
     engine: str, port: int | None, heap: str, timeout: float, *, name: str | None = None, run_dir: Path | None = None
 ) -> dict:
@@ -393,6 +427,7 @@ def start(
             f"path.logs={run_dir / 'logs'}",
         ),
         *("-E", f"cluster.name=relevance-{name}"),
+        *DISK_SETTINGS,
         *spec["extra"],
     ]
     with (run_dir / "stdout.log").open("ab") as log:  # the child keeps its own descriptor
@@ -415,6 +450,10 @@ def start(
             _kill_group(process.pid)
             raise SystemExit(f"{engine} not healthy after {timeout:.0f} s; see {run_dir / 'stdout.log'}")
         time.sleep(0.25)
+    problem = index_creation_problem(url)
+    if problem is not None:
+        _kill_group(process.pid)
+        raise SystemExit(f"{engine} started but cannot create an index: {problem}; see {run_dir / 'logs'}")
     state = {
         "name": name,
         "engine": engine,

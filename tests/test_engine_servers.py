@@ -117,3 +117,14 @@ def test_alias_swaps_atomically(index) -> None:
         assert list(requests.get(f"{url}/_alias/{alias}", timeout=30).json()) == [other]
     finally:
         requests.delete(f"{url}/{other}", timeout=30)
+
+
+def test_the_test_nodes_do_not_refuse_indexes_when_the_hosts_disk_is_nearly_full(server: tuple[str, str]) -> None:
+    # A CI host above the 90% high watermark had Elasticsearch leave new shards unassigned and
+    # OpenSearch block index creation; scripts/engines.py switches the disk thresholds off.
+    _, url = server
+    settings = requests.get(
+        f"{url}/_cluster/settings", params={"include_defaults": "true", "flat_settings": "true"}, timeout=30
+    ).json()
+    merged = {**settings["defaults"], **settings["persistent"], **settings["transient"]}
+    assert merged["cluster.routing.allocation.disk.threshold_enabled"] == "false"

@@ -523,7 +523,10 @@ def versions(ctx: click.Context) -> None:
         unfinished = (
             "" if version.complete else "  unfinished (being built, or left by a killed job; the next job drops it)"
         )
-        click.echo(f"{marker} {version.name}  {version.count:>8} products  created {version.created_at}{unfinished}")
+        products = (
+            "  closed (open it to search it or roll back to it)" if version.closed else f"{version.count:>8} products"
+        )
+        click.echo(f"{marker} {version.name}  {products}  created {version.created_at}{unfinished}")
 
 
 def _read_judgments(judgments: Path, queries: Path | None, grade_offset: float):

@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     feature_log_sample: float = Field(
         0.0, ge=0, le=1, description="Share of /search requests whose served feature vectors are logged."
     )
+    feature_log_keep_days: int = Field(
+        30, ge=0, description="Days of feature logs kept, today's included; older files are deleted (0: keep all)."
+    )
 
     exact_knn_max: int = Field(20_000, ge=0, description="Above this many products, kNN uses an HNSW index.")
     hnsw_m: int = Field(16, ge=2)
@@ -243,6 +246,24 @@ def _unknown_variables() -> list[str]:
     )
 
 
+PATH_SETTINGS = ("data_dir", "default_model")
+
+
+class ConfigFileSource(TomlConfigSettingsSource):
+    """The TOML file's settings, its relative paths taken from the file's directory: API workers,
+    index jobs and cron start in different working directories, and one file must mean one data
+    directory to all of them. (Paths from the environment or the command line stay the process's.)"""
+
+    def __call__(self) -> dict[str, Any]:
+        values = dict(super().__call__())
+        base = Path(self.toml_file_path).resolve().parent
+        for key in PATH_SETTINGS:
+            value = values.get(key)
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                values[key] = str(base / value)
+        return values
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Build settings from defaults, a TOML file, the environment and explicit overrides.
 
@@ -266,7 +287,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         def settings_customise_sources(  # type: ignore[override]
             cls, settings_cls: type[BaseSettings], init_settings: Any, env_settings: Any, **_: Any
         ) -> tuple[Any, ...]:
-            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+            return (init_settings, env_settings, ConfigFileSource(settings_cls))
 
     try:
         return FileBackedSettings(**overrides) if path else Settings(**overrides)

@@ -187,14 +187,15 @@ class SearchPipeline:
         timings: Timings | None = None,
         rerank: bool = True,
         features: bool = False,
-        judged: JudgedCategories = EMPTY,
+        judged: JudgedCategories | None = None,
         corrected: dict[str, str] | None = None,
         rerank_window: int | None = None,
     ) -> tuple[list[FusedHit], RerankDetail | None]:
         """``ranked`` plus what the rerank stage computed (``features``: compute them even without a model).
 
         ``judged``: the judged-category table features read when no model reranks (training
-        passes each query's out-of-fold table); a reranking model reads its own.
+        passes each query's out-of-fold table); None: the active model's (``_served_categories``).
+        A reranking model reads its own.
         ``corrected``: ``spelling_corrections(text)`` where the caller has them already.
         """
         timings = timings or Timings()
@@ -229,7 +230,7 @@ class SearchPipeline:
             timings,
             rerank,
             False,
-            EMPTY,
+            None,
             self.settings.rerank_window,
         )
         return RankingTrace(fused, served, detail, query_vector, corrected, lexical_text(text, corrected))
@@ -244,7 +245,7 @@ class SearchPipeline:
         timings: Timings,
         rerank: bool,
         features: bool,
-        judged: JudgedCategories,
+        judged: JudgedCategories | None,
         rerank_window: int,
     ) -> tuple[list[FusedHit], RerankDetail | None]:
         """The top ``depth`` of the fused list as served: its top ``rerank_window`` reordered by the
@@ -295,6 +296,13 @@ class SearchPipeline:
         ]
         return kept, compute_features(text, candidates, self.catalog_stats.current(), judged), products
 
+    def _served_categories(self, reranking: RankerModel | None) -> JudgedCategories:
+        """The judged-category table served features read: the active model's, also where it does
+        not rerank (``rerank=false``, a catalog it does not fit), so that a logged column means one
+        thing in every request; without an active model none (the column is missing)."""
+        model = reranking or (self.reranker.model() if self.reranker else None)
+        return model.judged_categories if model is not None else EMPTY
+
     def _window_products(self, product_ids: list[str], version: str | None) -> dict[str, Product]:
         """The products of a rerank window: those of a reported (committed, so unchanging) version
         from the cache where it has them, the rest from the engine."""
@@ -319,11 +327,11 @@ class SearchPipeline:
         model: RankerModel | None,
         depth: int,
         version: str | None,
-        judged: JudgedCategories,
+        judged: JudgedCategories | None,
     ) -> tuple[list[FusedHit], RerankDetail]:
         """The top ``depth`` of the window in the model's order, and what it computed for the whole window."""
-        if model is not None:
-            judged = model.judged_categories
+        if model is not None or judged is None:
+            judged = self._served_categories(model)
         kept, rows, products = self.candidate_features(text, query_vector, window, version, judged)
         if model is None:
             ids = [hit.product_id for hit in kept]
@@ -458,6 +466,7 @@ class SearchPipeline:
     def similar(self, product_id: str, filters: SearchFilters, *, page: int = 1, size: int = 10) -> SearchResult:
         """Vector neighbours of a product, the product itself excluded."""
         timings = Timings()
+        self.served.current()  # an alias no version serves alone fails here, saying so, not in the reads below
         vectors = self.engine.get_vectors(self.alias, [product_id])
         if product_id not in vectors:
             raise NotFoundError(f"product {product_id!r} is not in the index", field="product_id")

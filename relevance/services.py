@@ -51,7 +51,11 @@ class Services:
         )
         pipeline = SearchPipeline(engine, embedder, settings, reranker)
         return cls(
-            settings, engine, embedder, pipeline, FeatureLog(settings.feature_log_dir, settings.feature_log_sample)
+            settings,
+            engine,
+            embedder,
+            pipeline,
+            FeatureLog(settings.feature_log_dir, settings.feature_log_sample, keep_days=settings.feature_log_keep_days),
         )
 
     def index_catalog(

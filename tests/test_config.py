@@ -103,3 +103,25 @@ def test_default_model_must_be_a_model_directory_or_empty(tmp_path: Path, monkey
     assert load_settings(default_model=None).default_model is None
     monkeypatch.setenv("RELEVANCE_DEFAULT_MODEL", "")  # "empty for none", as the README says
     assert load_settings().default_model is None
+
+
+def test_a_config_files_relative_paths_are_relative_to_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # API workers, index jobs and cron start in different directories; one file, one data dir.
+    config_dir = tmp_path / "etc"
+    (config_dir / "models" / "v1").mkdir(parents=True)
+    (config_dir / "models" / "v1" / "model.txt").write_text("tree\n")
+    config = config_dir / "relevance.toml"
+    config.write_text('data_dir = "var"\ndefault_model = "models/v1"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = load_settings(config)
+    assert settings.data_dir == config_dir / "var"
+    assert settings.default_model == config_dir / "models" / "v1"
+    config.write_text(f'data_dir = "{tmp_path / "abs"}"\n')
+    assert load_settings(config).data_dir == tmp_path / "abs", "absolute paths stay"
+    monkeypatch.setenv("RELEVANCE_DATA_DIR", "from-env")
+    assert load_settings(config).data_dir == Path("from-env"), "the environment is the process's: its cwd"
+    assert load_settings(config, data_dir=Path("cli")).data_dir == Path("cli")

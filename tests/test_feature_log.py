@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 from relevance.errors import CatalogError, ModelError
 from relevance.judgments import JudgmentSet
 from relevance.pipeline import RerankDetail
+from reranker import feature_log as feature_log_module
 from reranker.feature_log import FeatureLog, LogReading, read_feature_logs
 from reranker.features import FEATURE_NAMES, FEATURE_SPEC
 from reranker.training import CollectOptions, collect_from_logs
@@ -130,3 +133,39 @@ def test_logged_values_are_read_by_their_names_not_their_positions(tmp_path: Pat
     (tmp_path / "features-20260101-1.jsonl").write_text(json.dumps(record) + "\n")
     (logged,) = read_feature_logs(tmp_path)
     assert logged.features[0].tolist() == values
+
+
+def test_files_of_days_past_the_kept_ones_are_deleted_as_a_day_begins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    today = datetime(2026, 3, 10, 12, tzinfo=UTC)
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return today
+
+    monkeypatch.setattr(feature_log_module, "datetime", Clock)
+
+    def day_file(day: str, pid: int = 7) -> Path:
+        path = tmp_path / f"features-{day}-{pid}.jsonl"
+        path.write_text("{}\n")
+        return path
+
+    expired, last_kept, yesterday = day_file("20260303"), day_file("20260304"), day_file("20260309", pid=8)
+    others = [tmp_path / "notes.jsonl", tmp_path / "features-2026-x.jsonl"]
+    for path in others:
+        path.write_text("{}\n")
+    feature_log = FeatureLog(tmp_path, sample=0.0, keep_days=7)
+    written = feature_log.write("r1", "drill", _detail())
+    assert written == tmp_path / f"features-20260310-{os.getpid()}.jsonl"
+    assert not expired.exists(), "8 days old: past the 7 kept"
+    assert all(p.exists() for p in (last_kept, yesterday, written, *others))
+
+    today = datetime(2026, 3, 11, 0, 1, tzinfo=UTC)  # the same process, a day later
+    feature_log.write("r2", "drill", _detail())
+    assert not last_kept.exists() and yesterday.exists()
+
+    day_file("20200101")
+    FeatureLog(tmp_path, sample=0.0, keep_days=0).write("r3", "drill", _detail())
+    assert (tmp_path / "features-20200101-7.jsonl").exists(), "0 keeps every day"

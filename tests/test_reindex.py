@@ -6,15 +6,18 @@ Every test runs on embedded, Elasticsearch and OpenSearch (``engine_services``).
 from __future__ import annotations
 
 import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from indexer.checks import JudgmentGate
 from relevance.api import create_app
 from relevance.errors import ReindexRefused
 from relevance.services import Services
-from tests.conftest import CATALOG, make_services
+from tests.conftest import CATALOG, SERVER_URLS, make_services
 
 QUERY = "/search?q=cordless+drill&size=100"
 DRILLS = {"d1": 2.0, "d2": 2.0, "d3": 2.0, "d4": 2.0, "b1": 1.0}
@@ -262,3 +265,86 @@ def test_a_gated_reindex_can_replace_a_version_this_embedder_cannot_search(tmp_p
     report = services.index_catalog(CATALOG, gate=gate)
     assert services.engine.alias_target("products") == report.version
     assert report.checks["gate"]["live"] is None and "32-dimension" in report.checks["gate"]["live_not_scored"]
+
+
+@pytest.fixture(params=["elasticsearch", "opensearch"])
+def server_settings(request: pytest.FixtureRequest) -> Iterator[dict[str, object]]:
+    """Settings for a fresh alias on a server engine, whose indexes of that name are deleted afterwards."""
+    url = SERVER_URLS[request.param]
+    if not url:
+        pytest.skip(f"no {request.param} node (set RELEVANCE_TEST_{request.param.upper()}_URL; .ci/run does)")
+    request.applymarker(pytest.mark.engines)
+    options = {
+        "engine": request.param,
+        "engine_url": url,
+        "engine_timeout": 30,
+        "index_alias": f"t-{uuid.uuid4().hex[:10]}",
+    }
+    yield options
+    for index in requests.get(f"{url}/_cat/indices/{options['index_alias']}*?format=json", timeout=30).json():
+        requests.delete(f"{url}/{index['index']}", timeout=30)
+
+
+def test_an_alias_pointed_at_two_indexes_out_of_band_is_a_clear_503_until_an_index_job_repairs_it(
+    server_settings: dict[str, object], tmp_path: Path, embedder
+) -> None:
+    alias = str(server_settings["index_alias"])
+    make_services(tmp_path, embedder, **server_settings).index_catalog(CATALOG)
+    make_services(tmp_path, embedder, **server_settings).index_catalog(CATALOG)
+    services = make_services(tmp_path, embedder, **server_settings)
+    older, newer = (v.name for v in services.engine.list_versions(alias))
+    url = str(server_settings["engine_url"])
+    added = requests.post(f"{url}/_aliases", json={"actions": [{"add": {"index": older, "alias": alias}}]}, timeout=30)
+    assert added.status_code == 200, added.text
+    assert {v.name for v in services.engine.list_versions(alias) if v.is_live} == {older, newer}, "both shown live"
+
+    client = create_app(services=make_services(tmp_path, embedder, **server_settings)).test_client()
+    for url in ("/readyz", "/search?q=cordless+drill", "/products/d1/similar"):
+        answer = client.get(url)
+        assert answer.status_code == 503, (url, answer.get_json())
+        detail = answer.get_json()["detail"]
+        assert f"alias {alias!r} points at 2 indexes ({older}, {newer})" in detail, (url, detail)
+
+    make_services(tmp_path, embedder, **server_settings).index_catalog(CATALOG)  # the remedy it names
+    assert len(services.engine.client.indices.get_alias(name=alias)) == 1
+    client = create_app(services=make_services(tmp_path, embedder, **server_settings)).test_client()
+    assert client.get("/search?q=cordless+drill").status_code == 200
+    assert client.get("/readyz").get_json()["status"] in ("ready", "degraded")
+
+
+def test_an_index_the_layer_did_not_build_under_the_aliass_name_is_not_ready(
+    server_settings: dict[str, object], tmp_path: Path, embedder
+) -> None:
+    alias = str(server_settings["index_alias"])
+    url = str(server_settings["engine_url"])
+    made = requests.put(f"{url}/{alias}/_doc/x?refresh=true", json={"title": "cordless drill"}, timeout=30)
+    assert made.status_code == 201, made.text  # a plain index, created by the write
+    answer = create_app(services=make_services(tmp_path, embedder, **server_settings)).test_client().get("/readyz")
+    assert answer.status_code == 503
+    assert answer.get_json()["status"] == "not_ready"
+    assert f"{alias!r} is an index, not an alias" in answer.get_json()["detail"]
+
+
+def test_a_closed_version_is_listed_closed_never_rolled_back_to_and_pruned_like_any_other(
+    server_settings: dict[str, object], tmp_path: Path, embedder
+) -> None:
+    """Operators close old versions to free the server's memory; closed, they still hold disk."""
+    from indexer.history import SwapHistory, rollback
+    from relevance.errors import EngineError
+
+    services = make_services(tmp_path, embedder, keep_versions=2, **server_settings)
+    alias, engine = services.settings.index_alias, services.engine
+    first = services.index_catalog(CATALOG).version
+    second = services.index_catalog(CATALOG).version
+    closed = requests.post(f"{server_settings['engine_url']}/{first}/_close", timeout=30)
+    assert closed.status_code == 200, closed.text
+    listed = {v.name: v for v in engine.list_versions(alias)}
+    assert listed[first].closed and listed[first].count is None
+    assert not listed[second].closed and listed[second].count > 0
+
+    with pytest.raises(EngineError, match=f"{first}.* is closed"):
+        rollback(engine, alias, SwapHistory(services.settings.swap_history_path))
+    assert engine.alias_target(alias) == second, "the live alias untouched"
+
+    third = services.index_catalog(CATALOG)
+    assert third.pruned == [first], "a closed version takes a kept place, and goes when its turn comes"

@@ -722,6 +722,26 @@ def test_logged_features_reproduce_the_served_scores_exactly(ltr_services: Servi
     assert data.product_ids[start : start + data.groups[group]] == logged.product_ids
 
 
+def test_logged_rows_read_the_active_models_category_table_whether_or_not_it_reranked(
+    ltr_services: Services, active: str
+) -> None:
+    # Training from logs mixes requests the model reranked with rerank=false ones: one column,
+    # one meaning in both, or the model learns from two tables at once.
+    client = create_app(services=ltr_services).test_client()
+    logs = ltr_services.settings.feature_log_dir
+    for rerank in ("true", "false"):
+        client.get(f"/search?q=cordless+drill&log_features=true&rerank={rerank}")
+    reranked, fused = [r for r in read_feature_logs(logs) if r.query == "cordless drill"][-2:]
+    assert reranked.model_version == active and fused.model_version is None
+    column = FEATURE_NAMES.index("judged_category_agreement")
+    by_product = dict(zip(reranked.product_ids, reranked.features[:, column], strict=True))
+    shared = [i for i, pid in enumerate(fused.product_ids) if pid in by_product]
+    assert len(shared) >= 5
+    values = fused.features[shared, column]
+    assert not np.isnan(values).all(), "the table is known: the column is not missing"
+    np.testing.assert_array_equal(values, [by_product[fused.product_ids[i]] for i in shared])
+
+
 def test_feature_logging_can_be_sampled(tmp_path: Path, embedder: Embedder) -> None:
     services = make_services(tmp_path, embedder, feature_log_sample=1.0)
     services.index_catalog(CATALOG)

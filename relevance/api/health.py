@@ -28,6 +28,12 @@ def readyz() -> ResponseReturnValue:
         mismatch = services.pipeline.index_embedding.mismatch(services.embedder, version)
     except RelevanceError as exc:
         return jsonify({"status": "not_ready", "detail": exc.detail}), 503
+    if version is None:  # it answered a count, so the name is a plain index of that name
+        detail = (
+            f"{alias!r} is an index, not an alias over a version this layer built: index the catalog under"
+            " another index_alias, or delete that index and index the catalog"
+        )
+        return jsonify({"status": "not_ready", "detail": detail}), 503
     if mismatch:
         return jsonify({"status": "not_ready", "detail": mismatch}), 503
     pipeline = services.pipeline

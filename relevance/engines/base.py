@@ -30,9 +30,10 @@ class EngineHit:
 class IndexVersion:
     name: str
     created_at: str
-    count: int
+    count: int | None  # None: closed
     is_live: bool
     complete: bool = True  # False: never committed (being built, or left by a job killed outright)
+    closed: bool = False  # closed by an operator (servers only): holds its data, answers nothing until opened
 
 
 @dataclass(frozen=True)

@@ -268,6 +268,10 @@ class SearchServerEngine:
     def swap_alias(self, alias: str, version: str) -> str | None:
         if not self._meta(version).get("committed"):
             raise EngineError(f"version {version!r} has no committed data; commit it before swapping")
+        if self._closed(version):  # the servers put an alias on a closed index, which then answers nothing
+            raise EngineError(
+                f"version {version!r} is closed: it would answer no search; open it (POST /{version}/_open) first"
+            )
         current = self._alias_indices(alias)
         actions = [{"remove": {"index": name, "alias": alias}} for name in current]
         actions.append({"add": {"index": version, "alias": alias}})
@@ -282,14 +286,26 @@ class SearchServerEngine:
 
     def alias_target(self, alias: str) -> str | None:
         current = self._alias_indices(alias)
+        if len(current) > 1:
+            # Only an out-of-band alias change does this (swap_alias moves it whole). Searches
+            # would mix two versions and reads by id fail; say so, and how it heals.
+            raise EngineError(
+                f"{self.name}: alias {alias!r} points at {len(current)} indexes ({', '.join(current)}), not one"
+                " version: the next index job (relevance index, or reindex without --gate, which has no one live"
+                " version to compare with) points it at its new version alone"
+            )
         return current[0] if current else None
 
     def list_versions(self, alias: str) -> list[IndexVersion]:
-        live = self.alias_target(alias)
-        try:
-            mappings = self._call("list indices", self.client.indices.get_mapping, index=f"{alias}-*")
+        live = set(self._alias_indices(alias))  # more than one only after an out-of-band change: all marked
+        pattern = f"{alias}-*"
+        try:  # closed ones too: they hold disk, so they are listed and pruned
+            mappings = self._call(
+                "list indices", self.client.indices.get_mapping, index=pattern, expand_wildcards="all"
+            )
         except IndexNotReadyError:
             return []
+        closed = self._closed(pattern)
         versions = []
         for name in sorted(mappings):
             meta = mappings[name]["mappings"].get("_meta", {})
@@ -298,12 +314,25 @@ class SearchServerEngine:
                     IndexVersion(
                         name,
                         meta.get("created_at", ""),
-                        self.count(name),
-                        name == live,
+                        None if name in closed else self.count(name),
+                        name in live,
                         complete=bool(meta.get("committed", True)),  # a version marks itself committed last
+                        closed=name in closed,
                     )
                 )
         return versions
+
+    def _closed(self, indexes: str) -> set[str]:
+        """Those of ``indexes`` (a name or pattern) that are closed."""
+        rows = self._call(
+            "read index states",
+            self.client.cat.indices,
+            index=indexes,
+            format="json",
+            h="index,status",
+            expand_wildcards="all",
+        )
+        return {row["index"] for row in rows if row.get("status") == "close"}
 
     def version_metadata(self, index: str) -> dict[str, Any]:
         return self._meta(index).get("metadata", {})
@@ -345,7 +374,8 @@ class SearchServerEngine:
         if failed is not None:
             if failed.get("type") == "index_not_found_exception":
                 raise IndexNotReadyError(f"{self.name}: get vectors: no such index or alias", field="index")
-            raise EngineError(f"{self.name} at {self.url} failed to get vectors: {failed}")
+            reason = ": ".join(str(failed[key]) for key in ("type", "reason") if failed.get(key)) or failed
+            raise EngineError(f"{self.name} at {self.url} failed to get vectors: {reason}")
         return {
             doc["_id"]: np.asarray(doc["_source"]["vector"], dtype=np.float32)
             for doc in response["docs"]

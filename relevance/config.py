@@ -147,7 +147,10 @@ class Settings(BaseSettings):
         0.0, ge=0, le=1, description="Share of /search requests whose served feature vectors are logged."
     )
     feature_log_keep_days: int = Field(
-        30, ge=0, description="Days of feature logs kept, today's included; older files are deleted (0: keep all)."
+        30,
+        ge=0,
+        le=36_500,
+        description="Days of feature logs kept before today's; older files are deleted (0: keep all).",
     )
 
     exact_knn_max: int = Field(20_000, ge=0, description="Above this many products, kNN uses an HNSW index.")
@@ -252,15 +255,25 @@ PATH_SETTINGS = ("data_dir", "default_model")
 class ConfigFileSource(TomlConfigSettingsSource):
     """The TOML file's settings, its relative paths taken from the file's directory: API workers,
     index jobs and cron start in different working directories, and one file must mean one data
-    directory to all of them. (Paths from the environment or the command line stay the process's.)"""
+    directory to all of them. (Paths from the environment or the command line stay the process's.)
+
+    The directory is the one the file is named in, links not followed: a mounted config
+    (a Kubernetes ConfigMap) links to a folder that changes on every update.
+    """
 
     def __call__(self) -> dict[str, Any]:
         values = dict(super().__call__())
-        base = Path(self.toml_file_path).resolve().parent
+        base = Path(os.path.abspath(self.toml_file_path)).parent
         for key in PATH_SETTINGS:
             value = values.get(key)
-            if isinstance(value, str) and value and not Path(value).is_absolute():
-                values[key] = str(base / value)
+            if isinstance(value, str) and value:
+                path = Path(value).expanduser()
+                values[key] = str(path if path.is_absolute() else base / path)
+        model = values.get("embedding_model")
+        # A model name or a local directory, as sentence-transformers takes it: a directory
+        # beside the file is the file's; anything else (a hub name) stays as written.
+        if isinstance(model, str) and model and (base / Path(model).expanduser()).is_dir():
+            values["embedding_model"] = str(base / Path(model).expanduser())
         return values
 
 

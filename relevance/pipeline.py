@@ -358,6 +358,7 @@ class SearchPipeline:
     ) -> tuple[list[FusedHit], np.ndarray | None, str | None]:
         """The fused list (not cut), the query vector when one was computed, and the index version
         that answered when the engine reported one (None too if a swap fell between the two searches)."""
+        self.served.current()  # an alias no one version serves (two indexes) fails here, naming them
         n = candidates or max(self.settings.candidates, depth if mode != "hybrid" else 0)
         if mode == "hybrid" and fusion.backend == "engine":
             return self._engine_fused(text, corrected, filters, fusion, depth, n, timings), None, None
@@ -466,7 +467,7 @@ class SearchPipeline:
     def similar(self, product_id: str, filters: SearchFilters, *, page: int = 1, size: int = 10) -> SearchResult:
         """Vector neighbours of a product, the product itself excluded."""
         timings = Timings()
-        self.served.current()  # an alias no version serves alone fails here, saying so, not in the reads below
+        self.served.current()  # as in _fused: not a raw failure of the reads below
         vectors = self.engine.get_vectors(self.alias, [product_id])
         if product_id not in vectors:
             raise NotFoundError(f"product {product_id!r} is not in the index", field="product_id")

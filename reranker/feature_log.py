@@ -2,8 +2,9 @@
 
 One JSON object per line, one file per process and day
 (``<data_dir>/feature_logs/features-YYYYMMDD-<pid>.jsonl``), so gunicorn workers never
-interleave writes; files of days older than ``keep_days`` are deleted as a new day begins
-(about 20 KB per logged request of 40 candidates: a log with no end fills the disk).
+interleave writes; files of days more than ``keep_days`` before today are deleted as a
+process logs its first request of a day (about 0.5 KB per candidate, 105 KB for a full
+200-candidate window: a log with no end fills the disk).
 Floats are written with Python's shortest round-trip repr and NaN (a missing feature)
 as null, so reading a row back gives the same float64 values.
 """
@@ -45,7 +46,7 @@ class LoggedRequest:
 
 class FeatureLog:
     def __init__(self, directory: Path, sample: float, seed: int | None = None, keep_days: int = 0) -> None:
-        """``keep_days``: days of files kept, today's included (0: all)."""
+        """``keep_days``: days of files kept before today's (0: all)."""
         self.directory = directory
         self.sample = sample
         self.keep_days = keep_days
@@ -88,23 +89,40 @@ class FeatureLog:
                 _append_whole(path, line)
             except OSError as exc:  # a full disk costs the log, never the shopper's search
                 problem = f"{type(exc).__name__}: {exc.strerror or exc}"
-                if problem not in self._failures:
-                    self._failures.add(problem)
-                    log.warning("cannot write the feature log %s (%s); searches go on unlogged", path, problem)
+                self._warn_once(f"cannot write the feature log {path} ({problem}); searches go on unlogged")
                 return None
         return path
 
     def _prune(self, today: date) -> None:
-        """Delete the files of days before the last ``keep_days`` (every worker may; the first wins)."""
+        """Delete the files of days before the last ``keep_days`` (every worker may; the first wins).
+
+        Yesterday's file is always kept (``keep_days`` >= 1): a worker may still be appending
+        to it across midnight. A file that cannot be deleted is said once and costs no record.
+        """
         self._pruned_on = today
         if not self.keep_days:
             return
-        oldest_kept = (today - timedelta(days=self.keep_days - 1)).strftime("%Y%m%d")
-        for path in self.directory.iterdir():
+        oldest_kept = (today - timedelta(days=self.keep_days)).strftime("%Y%m%d")
+        try:
+            paths = list(self.directory.iterdir())
+        except OSError as exc:
+            self._warn_once(f"cannot list the feature logs in {self.directory} ({type(exc).__name__}: {exc.strerror})")
+            return
+        for path in paths:
             match = LOG_FILE.fullmatch(path.name)
-            if match and match.group(1) < oldest_kept:
+            if not match or match.group(1) >= oldest_kept:
+                continue
+            try:
                 path.unlink(missing_ok=True)
+            except OSError as exc:
+                self._warn_once(f"cannot delete the old feature log {path} ({type(exc).__name__}: {exc.strerror})")
+            else:
                 log.info("deleted the feature log %s (feature_log_keep_days=%d)", path, self.keep_days)
+
+    def _warn_once(self, problem: str) -> None:
+        if problem not in self._failures:
+            self._failures.add(problem)
+            log.warning("%s", problem)
 
 
 def _append_whole(path: Path, line: str) -> None:

@@ -26,6 +26,7 @@ What the published integration-test zips lack, and what this script does about i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import inspect
 import json
@@ -376,6 +377,8 @@ def index_creation_problem(url: str) -> str | None:
         headers={"Content-Type": "application/json"},
     )
     try:
+        with contextlib.suppress(urllib.error.HTTPError):  # one an interrupted start left behind
+            urllib.request.urlopen(urllib.request.Request(probe, method="DELETE"), timeout=60).close()
         with urllib.request.urlopen(create, timeout=60) as response:
             acknowledged = json.loads(response.read()).get("shards_acknowledged", False)
         with urllib.request.urlopen(urllib.request.Request(probe, method="DELETE"), timeout=60):

@@ -125,3 +125,34 @@ def test_a_config_files_relative_paths_are_relative_to_the_file(
     monkeypatch.setenv("RELEVANCE_DATA_DIR", "from-env")
     assert load_settings(config).data_dir == Path("from-env"), "the environment is the process's: its cwd"
     assert load_settings(config, data_dir=Path("cli")).data_dir == Path("cli")
+
+
+def test_a_linked_config_file_is_read_from_the_directory_it_is_named_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Kubernetes ConfigMap mount: relevance.toml -> ..data/relevance.toml -> ..<timestamp>/relevance.toml,
+    # and the timestamped folder changes on every update.
+    mount = tmp_path / "etc"
+    (mount / "..2026_03_10").mkdir(parents=True)
+    (mount / "..2026_03_10" / "relevance.toml").write_text(
+        'data_dir = "var"\nembedding_model = "models/st"\ndefault_model = ""\n'
+    )
+    (mount / "..data").symlink_to("..2026_03_10")
+    (mount / "relevance.toml").symlink_to("..data/relevance.toml")
+    (mount / "models" / "st").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(mount / "relevance.toml")
+    assert settings.data_dir == mount / "var"
+    assert settings.embedding_model == str(mount / "models" / "st"), "a model directory beside the file"
+    (mount / "..2026_03_10" / "relevance.toml").write_text(
+        'data_dir = "~/relevance"\nembedding_model = "all-MiniLM-L6-v2"\n'
+    )
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    settings = load_settings(mount / "relevance.toml")
+    assert settings.data_dir == tmp_path / "home" / "relevance"
+    assert settings.embedding_model == "all-MiniLM-L6-v2", "a model name stays a name"
+
+
+def test_feature_log_retention_is_bounded() -> None:
+    with pytest.raises(ConfigError, match="feature_log_keep_days"):
+        load_settings(feature_log_keep_days=1_000_000)  # its date arithmetic would overflow

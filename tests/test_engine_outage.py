@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from relevance.api import create_app
 from relevance.embedder import Embedder
@@ -149,6 +150,8 @@ def test_engine_killed_mid_test_gives_503s_then_recovers_without_an_app_restart(
         services.index_catalog(CATALOG)
         client = create_app(services=services).test_client()
         assert client.get("/search?q=cordless+drill").status_code == 200
+        # as a start interrupted between creating and dropping its probe index leaves it
+        assert requests.put(f"{node['url']}/relevance-start-probe", timeout=30).status_code == 200
 
         engines.stop(name, keep_data=True)  # the engine dies under a running app
         for _ in range(3):

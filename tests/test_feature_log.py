@@ -152,20 +152,24 @@ def test_files_of_days_past_the_kept_ones_are_deleted_as_a_day_begins(
         path.write_text("{}\n")
         return path
 
-    expired, last_kept, yesterday = day_file("20260303"), day_file("20260304"), day_file("20260309", pid=8)
+    expired, last_kept, yesterday = day_file("20260302"), day_file("20260303"), day_file("20260309", pid=8)
     others = [tmp_path / "notes.jsonl", tmp_path / "features-2026-x.jsonl"]
     for path in others:
         path.write_text("{}\n")
+    (tmp_path / "features-20200101-9.jsonl").mkdir()  # not a file: left alone, and costs no record
     feature_log = FeatureLog(tmp_path, sample=0.0, keep_days=7)
     written = feature_log.write("r1", "drill", _detail())
     assert written == tmp_path / f"features-20260310-{os.getpid()}.jsonl"
-    assert not expired.exists(), "8 days old: past the 7 kept"
+    assert not expired.exists(), "8 days before today: past the 7 kept"
     assert all(p.exists() for p in (last_kept, yesterday, written, *others))
 
     today = datetime(2026, 3, 11, 0, 1, tzinfo=UTC)  # the same process, a day later
-    feature_log.write("r2", "drill", _detail())
+    assert feature_log.write("r2", "drill", _detail()) is not None
     assert not last_kept.exists() and yesterday.exists()
+    one_day = FeatureLog(tmp_path, sample=0.0, keep_days=1)
+    one_day.write("r3", "drill", _detail())
+    assert written.exists(), "yesterday's file stays: a worker may append to it across midnight"
 
     day_file("20200101")
-    FeatureLog(tmp_path, sample=0.0, keep_days=0).write("r3", "drill", _detail())
+    FeatureLog(tmp_path, sample=0.0, keep_days=0).write("r4", "drill", _detail())
     assert (tmp_path / "features-20200101-7.jsonl").exists(), "0 keeps every day"

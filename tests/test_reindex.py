@@ -298,14 +298,17 @@ def test_an_alias_pointed_at_two_indexes_out_of_band_is_a_clear_503_until_an_ind
     assert added.status_code == 200, added.text
     assert {v.name for v in services.engine.list_versions(alias) if v.is_live} == {older, newer}, "both shown live"
 
-    client = create_app(services=make_services(tmp_path, embedder, **server_settings)).test_client()
-    for url in ("/readyz", "/search?q=cordless+drill", "/products/d1/similar"):
+    serving = make_services(tmp_path, embedder, spelling_correction=False, **server_settings)
+    client = create_app(services=serving).test_client()
+    searches = ("/search?q=cordless+drill", "/search?q=cordless+drill&mode=lexical", "/products/d1/similar")
+    for url in ("/readyz", *searches):
         answer = client.get(url)
         assert answer.status_code == 503, (url, answer.get_json())
         detail = answer.get_json()["detail"]
         assert f"alias {alias!r} points at 2 indexes ({older}, {newer})" in detail, (url, detail)
 
-    make_services(tmp_path, embedder, **server_settings).index_catalog(CATALOG)  # the remedy it names
+    remedy = make_services(tmp_path, embedder, keep_versions=2, **server_settings).index_catalog(CATALOG)
+    assert remedy.previous_version == newer and remedy.pruned == [older], "the newest served: kept for rollback"
     assert len(services.engine.client.indices.get_alias(name=alias)) == 1
     client = create_app(services=make_services(tmp_path, embedder, **server_settings)).test_client()
     assert client.get("/search?q=cordless+drill").status_code == 200
@@ -348,3 +351,10 @@ def test_a_closed_version_is_listed_closed_never_rolled_back_to_and_pruned_like_
 
     third = services.index_catalog(CATALOG)
     assert third.pruned == [first], "a closed version takes a kept place, and goes when its turn comes"
+
+
+def test_an_index_alias_naming_a_version_is_ready(tmp_path: Path, embedder) -> None:
+    version = make_services(tmp_path, embedder).index_catalog(CATALOG).version
+    pinned = make_services(tmp_path, embedder, index_alias=version)
+    body = create_app(services=pinned).test_client().get("/readyz").get_json()
+    assert body["status"] in ("ready", "degraded") and body["index_version"] == version, body

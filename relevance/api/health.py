@@ -25,10 +25,12 @@ def readyz() -> ResponseReturnValue:
         products = services.engine.count(alias)
         services.embedder.load()
         version = services.engine.alias_target(alias)
+        if version is None and services.engine.version_metadata(alias):  # index_alias names a version
+            version = alias
         mismatch = services.pipeline.index_embedding.mismatch(services.embedder, version)
     except RelevanceError as exc:
         return jsonify({"status": "not_ready", "detail": exc.detail}), 503
-    if version is None:  # it answered a count, so the name is a plain index of that name
+    if version is None:  # it answered a count: an index the layer did not build holds the name
         detail = (
             f"{alias!r} is an index, not an alias over a version this layer built: index the catalog under"
             " another index_alias, or delete that index and index the catalog"

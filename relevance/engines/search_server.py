@@ -276,7 +276,9 @@ class SearchServerEngine:
         actions = [{"remove": {"index": name, "alias": alias}} for name in current]
         actions.append({"add": {"index": version, "alias": alias}})
         self._call("swap an alias", self.client.indices.update_aliases, body={"actions": actions})
-        return current[0] if current else None
+        # Several only after an out-of-band change: the newest (names sort by build time) is
+        # taken as the one that served, so rollback and pruning keep it rather than an older one.
+        return current[-1] if current else None
 
     def _alias_indices(self, alias: str) -> list[str]:
         try:

@@ -141,6 +141,13 @@ def run_index_job(
         summary = catalog.summary
         summary.rejected += len(refused)
         summary.indexed -= len(refused)
+        if refused and summary.rejected / summary.read > max_rejected_share:  # the engine's refusals count too
+            raise ReindexRefused(
+                f"the engine refused {len(refused)} of the {total} products (see {dead_letter_path}); with the"
+                f" catalog's bad rows {summary.rejected} of {summary.read} are out, more than max_rejected_share"
+                f" ({max_rejected_share:.0%}): nothing went live and the live index is unchanged",
+                field="catalog",
+            )
         count = engine.count(version)
         if count != summary.indexed:
             raise EngineError(f"new version {version} holds {count} products, expected {summary.indexed}")

@@ -523,9 +523,7 @@ def versions(ctx: click.Context) -> None:
         unfinished = (
             "" if version.complete else "  unfinished (being built, or left by a killed job; the next job drops it)"
         )
-        products = (
-            "  closed (open it to search it or roll back to it)" if version.closed else f"{version.count:>8} products"
-        )
+        products = f"{version.count:>8} products" if version.unavailable is None else f"  {version.unavailable}"
         click.echo(f"{marker} {version.name}  {products}  created {version.created_at}{unfinished}")
 
 

@@ -91,6 +91,7 @@ class RerankDetail:
     features: np.ndarray
     scores: np.ndarray | None
     products: dict[str, Product]
+    categories_of: str | None = None  # the model whose judged-category table the features read
 
     def rows_for(self, product_ids: Sequence[str]) -> np.ndarray:
         position = {pid: i for i, pid in enumerate(self.candidate_ids)}
@@ -296,12 +297,12 @@ class SearchPipeline:
         ]
         return kept, compute_features(text, candidates, self.catalog_stats.current(), judged), products
 
-    def _served_categories(self, reranking: RankerModel | None) -> JudgedCategories:
-        """The judged-category table served features read: the active model's, also where it does
-        not rerank (``rerank=false``, a catalog it does not fit), so that a logged column means one
-        thing in every request; without an active model none (the column is missing)."""
+    def _served_categories(self, reranking: RankerModel | None) -> tuple[JudgedCategories, str | None]:
+        """The judged-category table served features read, and whose: the active model's, also
+        where it does not rerank (``rerank=false``, a catalog it does not fit), so that a logged
+        column means one thing in every request; without an active model none (the column is missing)."""
         model = reranking or (self.reranker.model() if self.reranker else None)
-        return model.judged_categories if model is not None else EMPTY
+        return (model.judged_categories, model.version) if model is not None else (EMPTY, None)
 
     def _window_products(self, product_ids: list[str], version: str | None) -> dict[str, Product]:
         """The products of a rerank window: those of a reported (committed, so unchanging) version
@@ -330,19 +331,21 @@ class SearchPipeline:
         judged: JudgedCategories | None,
     ) -> tuple[list[FusedHit], RerankDetail]:
         """The top ``depth`` of the window in the model's order, and what it computed for the whole window."""
+        categories_of = None
         if model is not None or judged is None:
-            judged = self._served_categories(model)
+            judged, categories_of = self._served_categories(model)
         kept, rows, products = self.candidate_features(text, query_vector, window, version, judged)
         if model is None:
             ids = [hit.product_id for hit in kept]
-            return kept[:depth], RerankDetail(None, ids, rows, None, products)
+            return kept[:depth], RerankDetail(None, ids, rows, None, products, categories_of)
         scores = model.predict(rows) if len(kept) else np.zeros(0)
         order = np.argsort(-scores, kind="stable")  # ties keep the fused order
         ranked = order.tolist()
         hits = [
             kept[i].reranked(score) for i, score in zip(ranked[:depth], scores[order[:depth]].tolist(), strict=True)
         ]
-        detail = RerankDetail(model.version, [kept[i].product_id for i in ranked], rows[order], scores[order], products)
+        ranked_ids = [kept[i].product_id for i in ranked]
+        detail = RerankDetail(model.version, ranked_ids, rows[order], scores[order], products, categories_of)
         return hits, detail
 
     def _fused(

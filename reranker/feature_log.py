@@ -67,6 +67,7 @@ class FeatureLog:
             "logged_at": now.isoformat(),
             "query": query,
             "model_version": detail.model_version,
+            "judged_categories_of": detail.categories_of,  # whose table filled that column, reranked or not
             "feature_spec": FEATURE_SPEC,
             "feature_names": list(FEATURE_NAMES),
             "candidates": [

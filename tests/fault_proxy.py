@@ -18,11 +18,23 @@ HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"
 
 
 class BulkFaults:
-    """How many ``_bulk`` requests still fail whole, and how many get one item turned into a 503."""
+    """How many ``_bulk`` requests still fail whole, how many get their first item turned into
+    an ``item_status`` error of type ``item_error`` (a 503 by default; 429 for overload), and
+    how many items in all are answered as documents the engine refuses (400)."""
 
-    def __init__(self, whole_requests: int = 0, first_items: int = 0) -> None:
+    def __init__(
+        self,
+        whole_requests: int = 0,
+        first_items: int = 0,
+        item_status: int = 503,
+        item_error: str = "unavailable_shards_exception",
+        refused_items: int = 0,
+    ) -> None:
         self.whole_requests = whole_requests
         self.first_items = first_items
+        self.item_status = item_status
+        self.item_error = item_error
+        self.refused_items = refused_items
         self.bulk_requests = 0
         self.lock = threading.Lock()
 
@@ -50,7 +62,11 @@ def _handler(upstream: str, faults: BulkFaults) -> type[BaseHTTPRequestHandler]:
             answer = requests.request(self.command, upstream + self.path, data=body, headers=headers, timeout=60)
             content = answer.content
             if fail_item:
-                content = _fail_first_item(content)
+                content = _fail_items(content, 1, faults.item_status, faults.item_error)
+            if is_bulk and faults.refused_items > 0:
+                with faults.lock:
+                    refuse, faults.refused_items = faults.refused_items, 0
+                content = _fail_items(content, refuse, 400, "mapper_parsing_exception")
             reply_headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
             self._reply(answer.status_code, reply_headers, content)
 
@@ -67,18 +83,20 @@ def _handler(upstream: str, faults: BulkFaults) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _fail_first_item(content: bytes) -> bytes:
-    """Report the bulk response's first item as a 503 (the server did index it; a resend is idempotent)."""
+def _fail_items(content: bytes, count: int, status: int, error: str) -> bytes:
+    """Report the bulk response's first ``count`` items as failed (the server did index them;
+    a resend is idempotent)."""
     response = json.loads(content)
-    op_type, item = next(iter(response["items"][0].items()))
-    response["items"][0] = {
-        op_type: {
-            "_index": item["_index"],
-            "_id": item["_id"],
-            "status": 503,
-            "error": {"type": "unavailable_shards_exception", "reason": "injected"},
+    for position in range(min(count, len(response["items"]))):
+        op_type, item = next(iter(response["items"][position].items()))
+        response["items"][position] = {
+            op_type: {
+                "_index": item["_index"],
+                "_id": item["_id"],
+                "status": status,
+                "error": {"type": error, "reason": "injected"},
+            }
         }
-    }
     response["errors"] = True
     return json.dumps(response).encode()
 

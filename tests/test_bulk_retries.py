@@ -73,7 +73,7 @@ def test_persistent_5xx_fails_the_load_instead_of_dead_lettering_documents(upstr
     with fault_proxy(url, faults) as proxied_url:
         engine = server_engine(name, proxied_url, retries=2)
         version = engine.create_version(alias, len(items[0].vector), {})
-        with pytest.raises(EngineError, match=r"503|answered 5xx"):
+        with pytest.raises(EngineError, match=r"503|answered 429 or 5xx"):
             engine.bulk_upsert(version, items)
     assert faults.bulk_requests == 3, "the first try and two retries"
 
@@ -89,3 +89,34 @@ def test_a_document_the_engine_rejects_is_refused_not_retried(upstream, items) -
     assert [doc_id for doc_id, _ in refused] == ["bad-vector"]
     assert "dimension" in refused[0][1].lower() or "dims" in refused[0][1].lower()
     assert faults.bulk_requests == 1
+
+
+def test_an_overloaded_server_s_429_is_retried(upstream, items) -> None:
+    name, url, direct, alias = upstream
+    faults = BulkFaults(first_items=2, item_status=429, item_error="es_rejected_execution_exception")
+    with fault_proxy(url, faults) as proxied_url:
+        engine = server_engine(name, proxied_url)
+        version = engine.create_version(alias, len(items[0].vector), {})
+        refused = engine.bulk_upsert(version, items)
+    assert refused == [] and faults.bulk_requests == 3
+    direct.commit(version)
+    assert direct.count(version) == len(items)
+
+
+def test_a_job_whose_products_the_engine_mostly_refuses_puts_nothing_live(
+    upstream, tmp_path, embedder: Embedder
+) -> None:
+    """The catalog's bad-row limit (max_rejected_share) holds for the engine's refusals too."""
+    from relevance.errors import ReindexRefused
+    from tests.conftest import make_services
+
+    name, url, _direct, alias = upstream
+    options = {"engine": name, "engine_timeout": 30, "index_alias": alias}
+    live = make_services(tmp_path, embedder, engine_url=url, **options).index_catalog(CATALOG).version
+    faults = BulkFaults(refused_items=30)  # of the catalog's 40
+    with fault_proxy(url, faults) as proxied_url:
+        services = make_services(tmp_path, embedder, engine_url=proxied_url, **options)
+        with pytest.raises(ReindexRefused, match=r"the engine refused 30 of the 40 products .* max_rejected_share"):
+            services.index_catalog(CATALOG)
+    assert services.engine.alias_target(alias) == live
+    assert [v.name for v in services.engine.list_versions(alias)] == [live]

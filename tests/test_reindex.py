@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -342,8 +342,8 @@ def test_a_closed_version_is_listed_closed_never_rolled_back_to_and_pruned_like_
     closed = requests.post(f"{server_settings['engine_url']}/{first}/_close", timeout=30)
     assert closed.status_code == 200, closed.text
     listed = {v.name: v for v in engine.list_versions(alias)}
-    assert listed[first].closed and listed[first].count is None
-    assert not listed[second].closed and listed[second].count > 0
+    assert listed[first].unavailable.startswith("closed") and listed[first].count is None
+    assert listed[second].unavailable is None and listed[second].count > 0
 
     with pytest.raises(EngineError, match=f"{first}.* is closed"):
         rollback(engine, alias, SwapHistory(services.settings.swap_history_path))
@@ -358,3 +358,83 @@ def test_an_index_alias_naming_a_version_is_ready(tmp_path: Path, embedder) -> N
     pinned = make_services(tmp_path, embedder, index_alias=version)
     body = create_app(services=pinned).test_client().get("/readyz").get_json()
     assert body["status"] in ("ready", "degraded") and body["index_version"] == version, body
+
+
+@pytest.fixture
+def index_template(server_settings: dict[str, object]) -> Iterator[Callable[[dict[str, object]], None]]:
+    """Settings every new index of the alias gets (what a cluster under pressure imposes)."""
+    url, alias = server_settings["engine_url"], server_settings["index_alias"]
+
+    def impose(settings: dict[str, object]) -> None:
+        body = {"index_patterns": [f"{alias}-*"], "priority": 500, "template": {"settings": settings}}
+        answer = requests.put(f"{url}/_index_template/{alias}", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+    yield impose
+    requests.delete(f"{url}/_index_template/{alias}", timeout=30)
+
+
+def test_a_disk_block_fails_the_job_at_once_blaming_no_product_and_leaving_nothing(
+    server_settings: dict[str, object], index_template, tmp_path: Path, embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past the flood-stage watermark writes answer 429 cluster_block_exception: not overload to
+    wait out, and not bad rows (a partial version once went live that way, exit 0)."""
+    from relevance.errors import EngineError
+
+    services = make_services(tmp_path, embedder, **server_settings)
+    alias, engine = services.settings.index_alias, services.engine
+    live = services.index_catalog(CATALOG).version
+    index_template({"index.blocks.read_only_allow_delete": True})  # what the flood stage sets
+    with pytest.raises(EngineError, match=r"refuses writes .*cluster_block_exception") as failed:
+        services.index_catalog(CATALOG)
+    assert "flood-stage" in failed.value.detail
+    assert not any("retrying" in record.getMessage() for record in caplog.records), "sent once, not retried"
+    assert [v.name for v in engine.list_versions(alias)] == [live] and engine.alias_target(alias) == live
+    dead_letters = services.settings.dead_letter_dir
+    assert not dead_letters.exists() or not any(path.read_text() for path in dead_letters.iterdir())
+
+
+def test_a_version_whose_shard_no_node_takes_fails_at_creation_and_is_dropped(
+    server_settings: dict[str, object], index_template, tmp_path: Path, embedder
+) -> None:
+    """Past the high watermark no node takes a new shard: the index is created red (it used to
+    be left behind, turning /readyz red, and its bulk load hung on 503s)."""
+    from relevance.errors import EngineError
+
+    services = make_services(tmp_path, embedder, **server_settings)
+    alias, engine = services.settings.index_alias, services.engine
+    live = services.index_catalog(CATALOG).version
+    index_template({"index.routing.allocation.require._name": "no-such-node"})
+    engine.shard_wait = "1s"
+    with pytest.raises(EngineError, match="placed none of its shards within 1s"):
+        services.index_catalog(CATALOG)
+    assert [v.name for v in engine.list_versions(alias)] == [live] and engine.alias_target(alias) == live
+    client = create_app(services=make_services(tmp_path, embedder, **server_settings)).test_client()
+    assert client.get("/readyz").status_code == 200
+
+
+def test_a_red_version_is_listed_unavailable_never_swapped_to_and_does_not_unready_the_live_one(
+    server_settings: dict[str, object], tmp_path: Path, embedder
+) -> None:
+    from relevance.errors import EngineError
+
+    services = make_services(tmp_path, embedder, **server_settings)
+    alias, engine, url = services.settings.index_alias, services.engine, server_settings["engine_url"]
+    live = services.index_catalog(CATALOG).version
+    # A committed version whose shard no node holds (a lost node, a full disk): red.
+    red = f"{alias}-20000101000000000000"
+    body = {
+        "settings": {"number_of_replicas": 0, "index.routing.allocation.require._name": "no-such-node"},
+        "mappings": {"_meta": {"alias": alias, "committed": True, "created_at": "2000-01-01T00:00:00+00:00"}},
+    }
+    requests.put(f"{url}/{red}?wait_for_active_shards=0", json=body, timeout=30).raise_for_status()
+
+    listed = {v.name: v for v in engine.list_versions(alias)}  # a count of it would fail: none is asked
+    assert listed[red].unavailable.startswith("red") and listed[red].count is None
+    assert listed[live].unavailable is None and listed[live].count > 0
+    with pytest.raises(EngineError, match=f"{red}.* is red"):
+        engine.swap_alias(alias, red)  # as a rollback to it would
+    assert engine.alias_target(alias) == live
+    client = create_app(services=make_services(tmp_path, embedder, **server_settings)).test_client()
+    assert client.get("/readyz").status_code == 200, "the cluster is red, the served version is not"
+    assert client.get("/search?q=cordless+drill").status_code == 200

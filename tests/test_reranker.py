@@ -733,6 +733,8 @@ def test_logged_rows_read_the_active_models_category_table_whether_or_not_it_rer
         client.get(f"/search?q=cordless+drill&log_features=true&rerank={rerank}")
     reranked, fused = [r for r in read_feature_logs(logs) if r.query == "cordless drill"][-2:]
     assert reranked.model_version == active and fused.model_version is None
+    records = [json.loads(line) for path in sorted(logs.glob("*.jsonl")) for line in path.read_text().splitlines()]
+    assert [r["judged_categories_of"] for r in records[-2:]] == [active, active], "each names the table it read"
     column = FEATURE_NAMES.index("judged_category_agreement")
     by_product = dict(zip(reranked.product_ids, reranked.features[:, column], strict=True))
     shared = [i for i, pid in enumerate(fused.product_ids) if pid in by_product]

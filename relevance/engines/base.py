@@ -30,10 +30,10 @@ class EngineHit:
 class IndexVersion:
     name: str
     created_at: str
-    count: int | None  # None: closed
+    count: int | None  # None: unavailable
     is_live: bool
     complete: bool = True  # False: never committed (being built, or left by a job killed outright)
-    closed: bool = False  # closed by an operator (servers only): holds its data, answers nothing until opened
+    unavailable: str | None = None  # why it answers no search (servers: closed, red); it still holds its disk
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,16 @@ class OpenSearchEngine(SearchServerEngine):
         # search (with a pool-full warning). 10 is what the Elasticsearch client keeps.
         return opensearchpy.OpenSearch(hosts=[self.url], timeout=self.timeout, max_retries=0, pool_maxsize=10)
 
+    def _create_index(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        # request_timeout given, the client sends ``timeout`` to the server (else it takes it as its own).
+        return self.client.indices.create(
+            index=index,
+            body=body,
+            wait_for_active_shards="1",
+            timeout=self.shard_wait,
+            request_timeout=self.bulk_timeout,
+        )
+
     def _streaming_bulk(self, actions: Iterator[dict[str, Any]]) -> Iterator[tuple[bool, dict[str, Any]]]:
         return helpers.streaming_bulk(self.client, actions, request_timeout=self.bulk_timeout, **BULK_OPTIONS)
 

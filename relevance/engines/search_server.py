@@ -21,7 +21,7 @@ import numpy as np
 
 from indexer.product import STORED, Product
 from relevance.engines.base import EngineHit, IndexedProduct, IndexVersion, NativeFusion
-from relevance.errors import EngineError, EngineFeatureUnavailable, IndexNotReadyError
+from relevance.errors import EngineError, EngineFeatureUnavailable, IndexNotReadyError, RelevanceError
 from relevance.filters import SearchFilters, brand_key, category_prefix_keys
 
 log = logging.getLogger(__name__)
@@ -31,14 +31,11 @@ MAX_IDS_PER_SEARCH = 10_000  # both engines' default index.max_result_window
 # streaming_bulk options both adapters use: the helpers retry 429s with exponential
 # backoff; 5xx answers are retried by ``SearchServerEngine._bulk`` (opensearch-py's
 # helper retries only 429), and other per-document failures come back to the job.
-BULK_OPTIONS = {
-    "chunk_size": 500,
-    "max_retries": 5,
-    "initial_backoff": 0.5,
-    "raise_on_error": False,
-    "raise_on_exception": True,
-}
-SERVER_ERROR_STATUSES = frozenset({500, 502, 503, 504})
+# The clients' own retry of 429s is off: a disk past the flood-stage watermark answers 429
+# too, and only ``_bulk``, which reads each item's error type, can tell it from overload.
+BULK_OPTIONS = {"chunk_size": 500, "max_retries": 0, "raise_on_error": False, "raise_on_exception": True}
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})  # overload and server errors: sent again
+WRITE_BLOCK = "cluster_block_exception"  # a write or disk block: no retry, and no document is to blame
 
 
 def filter_clauses(filters: SearchFilters, exclude_ids: Sequence[str] = ()) -> dict[str, Any]:
@@ -78,6 +75,14 @@ def _server_reason(error: BaseException) -> str:
     return str(getattr(error, "error", None) or getattr(error, "message", None) or error)
 
 
+def _item_error(item: dict[str, Any]) -> str:
+    """A bulk item's error as "type: reason" ("" when it has none)."""
+    error = item.get("error")
+    if not isinstance(error, dict):
+        return str(error or "")
+    return ": ".join(str(error[key]) for key in ("type", "reason") if error.get(key))
+
+
 def to_document(product: Product, vector: np.ndarray) -> dict[str, Any]:
     return {
         **product.model_dump(exclude_none=True),
@@ -101,6 +106,7 @@ class SearchServerEngine:
     engine_errors: tuple[type[BaseException], ...] = ()
     timeout_errors: tuple[type[BaseException], ...] = ()  # checked before connection_errors
     connection_errors: tuple[type[BaseException], ...] = ()
+    shard_wait = "30s"  # how long creating a version waits for its shard to be placed
 
     def __init__(
         self,
@@ -141,6 +147,11 @@ class SearchServerEngine:
 
     # ---------------------------------------------------------------- hooks
     def _make_client(self) -> Any:
+        raise NotImplementedError
+
+    def _create_index(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create ``index`` waiting up to ``shard_wait`` for its primary shard (the request
+        itself with the bulk timeout: longer than a search may take)."""
         raise NotImplementedError
 
     def _streaming_bulk(self, actions: Iterator[dict[str, Any]]) -> Iterator[tuple[bool, dict[str, Any]]]:
@@ -191,7 +202,19 @@ class SearchServerEngine:
         created = datetime.now(UTC)
         version = f"{alias}-{created.strftime('%Y%m%d%H%M%S%f')}"
         meta = {"alias": alias, "created_at": created.isoformat(), "committed": False, "metadata": metadata}
-        self._call("create an index", self.client.indices.create, index=version, body=self._mapping(dims, meta))
+        body = self._mapping(dims, meta)
+        try:
+            created_index = self._call("create an index", self._create_index, version, body)
+            if not created_index.get("shards_acknowledged", True):
+                raise EngineError(
+                    f"{self.name} at {self.url} created {version} but placed none of its shards within"
+                    f" {self.shard_wait}: no node takes new shards (a disk past the high watermark?);"
+                    " GET _cluster/allocation/explain says why. Nothing was built and the live index is unchanged"
+                )
+        except BaseException:  # even a timeout may have created it: a red index left behind turns /readyz red
+            with contextlib.suppress(RelevanceError):
+                self.drop_version(version)
+            raise
         return version
 
     def _bulk(self, what: str, actions: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -209,7 +232,7 @@ class SearchServerEngine:
             try:
                 results = list(self._streaming_bulk(iter(list(pending.values()))))
             except self.engine_errors as exc:
-                if _status(exc) not in SERVER_ERROR_STATUSES:
+                if _status(exc) not in RETRY_STATUSES or _server_reason(exc).startswith(WRITE_BLOCK):
                     raise self._failed(what, exc, self.bulk_timeout) from exc
                 log.warning("%s: %s answered %s; retrying %d documents", self.name, what, _status(exc), len(pending))
                 continue
@@ -219,7 +242,12 @@ class SearchServerEngine:
                 doc_id = str(item.get("_id"))
                 if ok:
                     pending.pop(doc_id, None)
-                elif item.get("status") in SERVER_ERROR_STATUSES:
+                elif _item_error(item).startswith(WRITE_BLOCK):
+                    raise EngineError(
+                        f"{self.name} at {self.url} refuses writes ({_item_error(item)}): free disk space below"
+                        " the flood-stage watermark, or lift the write block; the live index is unchanged"
+                    )
+                elif item.get("status") in RETRY_STATUSES:
                     retry[doc_id] = pending[doc_id]
                 else:
                     refused.append((doc_id, item))
@@ -227,9 +255,9 @@ class SearchServerEngine:
             pending = retry
             if not pending:
                 return refused
-            log.warning("%s: %d documents answered 5xx; retrying", self.name, len(pending))
+            log.warning("%s: %d documents answered 429 or 5xx; retrying", self.name, len(pending))
         raise EngineError(
-            f"{self.name} at {self.url} failed to {what}: {len(pending)} documents still answered 5xx"
+            f"{self.name} at {self.url} failed to {what}: {len(pending)} documents still answered 429 or 5xx"
             f" after {self.bulk_retries} retries"
         )
 
@@ -268,10 +296,9 @@ class SearchServerEngine:
     def swap_alias(self, alias: str, version: str) -> str | None:
         if not self._meta(version).get("committed"):
             raise EngineError(f"version {version!r} has no committed data; commit it before swapping")
-        if self._closed(version):  # the servers put an alias on a closed index, which then answers nothing
-            raise EngineError(
-                f"version {version!r} is closed: it would answer no search; open it (POST /{version}/_open) first"
-            )
+        unavailable = self._unavailable(version).get(version)
+        if unavailable:  # the servers put an alias on a closed or red index, which then answers nothing
+            raise EngineError(f"version {version!r} is {unavailable}: it would answer no search")
         current = self._alias_indices(alias)
         actions = [{"remove": {"index": name, "alias": alias}} for name in current]
         actions.append({"add": {"index": version, "alias": alias}})
@@ -307,7 +334,7 @@ class SearchServerEngine:
             )
         except IndexNotReadyError:
             return []
-        closed = self._closed(pattern)
+        unavailable = self._unavailable(pattern)
         versions = []
         for name in sorted(mappings):
             meta = mappings[name]["mappings"].get("_meta", {})
@@ -316,25 +343,32 @@ class SearchServerEngine:
                     IndexVersion(
                         name,
                         meta.get("created_at", ""),
-                        None if name in closed else self.count(name),
+                        None if name in unavailable else self.count(name),
                         name in live,
                         complete=bool(meta.get("committed", True)),  # a version marks itself committed last
-                        closed=name in closed,
+                        unavailable=unavailable.get(name),
                     )
                 )
         return versions
 
-    def _closed(self, indexes: str) -> set[str]:
-        """Those of ``indexes`` (a name or pattern) that are closed."""
+    def _unavailable(self, indexes: str) -> dict[str, str]:
+        """Those of ``indexes`` (a name or pattern) that answer no search, and why: closed by an
+        operator, or red (a primary shard not placed: a full disk, a lost node)."""
         rows = self._call(
             "read index states",
             self.client.cat.indices,
             index=indexes,
             format="json",
-            h="index,status",
+            h="index,status,health",
             expand_wildcards="all",
         )
-        return {row["index"] for row in rows if row.get("status") == "close"}
+        reasons = {}
+        for row in rows:
+            if row.get("status") == "close":
+                reasons[row["index"]] = f"closed (open it first: POST /{row['index']}/_open)"
+            elif row.get("health") == "red":
+                reasons[row["index"]] = "red (a primary shard is not assigned: GET _cluster/allocation/explain)"
+        return reasons
 
     def version_metadata(self, index: str) -> dict[str, Any]:
         return self._meta(index).get("metadata", {})
@@ -376,8 +410,7 @@ class SearchServerEngine:
         if failed is not None:
             if failed.get("type") == "index_not_found_exception":
                 raise IndexNotReadyError(f"{self.name}: get vectors: no such index or alias", field="index")
-            reason = ": ".join(str(failed[key]) for key in ("type", "reason") if failed.get(key)) or failed
-            raise EngineError(f"{self.name} at {self.url} failed to get vectors: {reason}")
+            raise EngineError(f"{self.name} at {self.url} failed to get vectors: {_item_error({'error': failed})}")
         return {
             doc["_id"]: np.asarray(doc["_source"]["vector"], dtype=np.float32)
             for doc in response["docs"]
@@ -440,6 +473,7 @@ class SearchServerEngine:
         ]
 
     def ping(self) -> None:
-        health = self._call("report health", self.client.cluster.health)
-        if health.get("status") not in ("green", "yellow"):
-            raise EngineError(f"{self.name} at {self.url} is {health.get('status')}")
+        # Whether the server answers; not the cluster's colour, which is not the served index's:
+        # a red index elsewhere (one a failed job left) must not take every worker out of the
+        # load balancer. /readyz then counts the served alias, which fails if it is red.
+        self._call("report health", self.client.cluster.health)

@@ -141,11 +141,12 @@ def run_index_job(
         summary = catalog.summary
         summary.rejected += len(refused)
         summary.indexed -= len(refused)
-        if refused and summary.rejected / summary.read > max_rejected_share:  # the engine's refusals count too
+        distinct = summary.read - summary.duplicates  # a duplicate row is no product the engine could refuse
+        if refused and summary.rejected / distinct > max_rejected_share:  # the engine's refusals count too
             raise ReindexRefused(
                 f"the engine refused {len(refused)} of the {total} products (see {dead_letter_path}); with the"
-                f" catalog's bad rows {summary.rejected} of {summary.read} are out, more than max_rejected_share"
-                f" ({max_rejected_share:.0%}): nothing went live and the live index is unchanged",
+                f" catalog's bad rows {summary.rejected} of {distinct} distinct rows are out, more than"
+                f" max_rejected_share ({max_rejected_share:.0%}): nothing went live and the live index is unchanged",
                 field="catalog",
             )
         count = engine.count(version)
@@ -229,7 +230,12 @@ def prune_versions(engine: SearchEngine, alias: str, keep: int, rollback_target:
         else:
             engine.drop_version(version.name)
             dropped.append(version.name)
-    removable = sorted((v for v in versions if not v.is_live), key=lambda v: (v.name == rollback_target, v.name))
+    # Versions that answer no search (servers: red, closed) go first, the rollback target last
+    # unless it is one of them (a rollback to it is refused), the rest oldest first.
+    removable = sorted(
+        (v for v in versions if not v.is_live),
+        key=lambda v: (v.unavailable is None, v.name == rollback_target, v.name),
+    )
     excess = len(versions) - keep
     for version in removable[: max(excess, 0)]:
         engine.drop_version(version.name)

@@ -3,8 +3,8 @@
 One JSON object per line, one file per process and day
 (``<data_dir>/feature_logs/features-YYYYMMDD-<pid>.jsonl``), so gunicorn workers never
 interleave writes; files of days more than ``keep_days`` before today are deleted as a
-process logs its first request of a day (about 0.5 KB per candidate, 105 KB for a full
-200-candidate window: a log with no end fills the disk).
+process logs its first request of a day (about 0.5 KB per candidate, 104 KB for a full
+200-candidate window, bench/feature_log_size.py: a log with no end fills the disk).
 Floats are written with Python's shortest round-trip repr and NaN (a missing feature)
 as null, so reading a row back gives the same float64 values.
 """

@@ -147,6 +147,19 @@ def test_the_catalog_fit_benchmark_scores_the_catalog_with_and_without_its_field
         assert all(0.0 < score <= 1.0 for score in result[copy]["ndcg@10"].values())
 
 
+def test_the_feature_log_benchmark_measures_what_the_api_logged(tmp_path: Path) -> None:
+    catalog = tmp_path / "wands.jsonl"
+    lines = (ROOT / "data" / "sample" / "wands_products.jsonl").read_text(encoding="utf-8").splitlines()
+    catalog.write_text("\n".join(lines[:200]) + "\n", encoding="utf-8")
+    result = run_script(
+        "feature_log_size.py", "--catalog", str(catalog), "--queries", "3", "--work-dir", str(tmp_path / "work")
+    )
+    assert result["requests"] == 3, "one record per query"
+    assert 0 < result["candidates"]["median"] <= 200
+    assert result["bytes_per_candidate"] > 100, "a record holds every candidate's feature row"
+    assert result["record_bytes"]["median"] > result["bytes_per_candidate"] * result["candidates"]["median"] * 0.5
+
+
 @pytest.mark.parametrize(
     ("script", "arguments", "message"),
     [

@@ -53,7 +53,11 @@ def upstream(request: pytest.FixtureRequest):
         direct.drop_version(version.name)
 
 
-@pytest.mark.parametrize("fault", [{"whole_requests": 2}, {"first_items": 2}], ids=["request", "item"])
+@pytest.mark.parametrize(
+    "fault",
+    [{"whole_requests": 2}, {"first_items": 2}, {"first_items": 2, "item_error": "cluster_block_exception"}],
+    ids=["request", "item", "503-block"],  # a 503 block (no master yet) passes, unlike a disk's 429 block
+)
 def test_5xx_answers_are_retried_until_every_document_is_indexed(upstream, items, fault: dict[str, int]) -> None:
     name, url, direct, alias = upstream
     faults = BulkFaults(**fault)
@@ -113,10 +117,12 @@ def test_a_job_whose_products_the_engine_mostly_refuses_puts_nothing_live(
     name, url, _direct, alias = upstream
     options = {"engine": name, "engine_timeout": 30, "index_alias": alias}
     live = make_services(tmp_path, embedder, engine_url=url, **options).index_catalog(CATALOG).version
-    faults = BulkFaults(refused_items=30)  # of the catalog's 40
+    doubled = tmp_path / "doubled.jsonl"  # every row twice: 80 rows, the same 40 products
+    doubled.write_text(CATALOG.read_text(encoding="utf-8") * 2, encoding="utf-8")
+    faults = BulkFaults(refused_items=30)  # of the 40 products sent: 75%, whatever the duplicate rows
     with fault_proxy(url, faults) as proxied_url:
         services = make_services(tmp_path, embedder, engine_url=proxied_url, **options)
         with pytest.raises(ReindexRefused, match=r"the engine refused 30 of the 40 products .* max_rejected_share"):
-            services.index_catalog(CATALOG)
+            services.index_catalog(doubled)
     assert services.engine.alias_target(alias) == live
     assert [v.name for v in services.engine.list_versions(alias)] == [live]

@@ -429,3 +429,28 @@ def test_bookkeeping_that_fails_after_the_swap_is_a_warning_not_a_failed_job(
         " elasticsearch at http://127.0.0.1:9 failed to list versions: could not connect"
     )
     assert report.as_dict()["warnings"] == report.warnings
+
+
+def test_pruning_drops_versions_that_answer_no_search_first_even_the_rollback_target() -> None:
+    """A red or closed version (servers) keeps no rollback place over one that works: rolling
+    back to it is refused anyway. A stand-in engine: a server cannot be made red on demand."""
+    from indexer.job import prune_versions
+    from relevance.engines.base import IndexVersion
+
+    class Versions:
+        def __init__(self) -> None:
+            self.kept = [
+                IndexVersion("p-1", "", 40, False),
+                IndexVersion("p-2", "", None, False, unavailable="red (a primary shard is not assigned)"),
+                IndexVersion("p-3", "", 40, True),
+            ]
+
+        def list_versions(self, alias: str) -> list[IndexVersion]:
+            return list(self.kept)
+
+        def drop_version(self, name: str) -> None:
+            self.kept = [v for v in self.kept if v.name != name]
+
+    engine = Versions()
+    assert prune_versions(engine, "p", keep=2, rollback_target="p-2") == ["p-2"]
+    assert [v.name for v in engine.kept] == ["p-1", "p-3"]

@@ -380,15 +380,20 @@ def test_a_disk_block_fails_the_job_at_once_blaming_no_product_and_leaving_nothi
     """Past the flood-stage watermark writes answer 429 cluster_block_exception: not overload to
     wait out, and not bad rows (a partial version once went live that way, exit 0)."""
     from relevance.errors import EngineError
+    from tests.fault_proxy import BulkFaults, fault_proxy
 
     services = make_services(tmp_path, embedder, **server_settings)
     alias, engine = services.settings.index_alias, services.engine
     live = services.index_catalog(CATALOG).version
     index_template({"index.blocks.read_only_allow_delete": True})  # what the flood stage sets
-    with pytest.raises(EngineError, match=r"refuses writes .*cluster_block_exception") as failed:
-        services.index_catalog(CATALOG)
+    counted = BulkFaults()  # no fault: it counts the _bulk requests that reach the server
+    with fault_proxy(str(server_settings["engine_url"]), counted) as proxied_url:
+        through_proxy = make_services(tmp_path, embedder, **{**server_settings, "engine_url": proxied_url})
+        with pytest.raises(EngineError, match=r"refuses writes .*cluster_block_exception") as failed:
+            through_proxy.index_catalog(CATALOG)
     assert "flood-stage" in failed.value.detail
-    assert not any("retrying" in record.getMessage() for record in caplog.records), "sent once, not retried"
+    assert counted.bulk_requests == 1, "sent once: no retry by the client's helper nor by the layer"
+    assert not any("retrying" in record.getMessage() for record in caplog.records)
     assert [v.name for v in engine.list_versions(alias)] == [live] and engine.alias_target(alias) == live
     dead_letters = services.settings.dead_letter_dir
     assert not dead_letters.exists() or not any(path.read_text() for path in dead_letters.iterdir())
@@ -406,7 +411,7 @@ def test_a_version_whose_shard_no_node_takes_fails_at_creation_and_is_dropped(
     live = services.index_catalog(CATALOG).version
     index_template({"index.routing.allocation.require._name": "no-such-node"})
     engine.shard_wait = "1s"
-    with pytest.raises(EngineError, match="placed none of its shards within 1s"):
+    with pytest.raises(EngineError, match="its shards were not placed within 1s"):
         services.index_catalog(CATALOG)
     assert [v.name for v in engine.list_versions(alias)] == [live] and engine.alias_target(alias) == live
     client = create_app(services=make_services(tmp_path, embedder, **server_settings)).test_client()
@@ -438,3 +443,27 @@ def test_a_red_version_is_listed_unavailable_never_swapped_to_and_does_not_unrea
     client = create_app(services=make_services(tmp_path, embedder, **server_settings)).test_client()
     assert client.get("/readyz").status_code == 200, "the cluster is red, the served version is not"
     assert client.get("/search?q=cordless+drill").status_code == 200
+
+
+def test_a_count_that_some_shards_did_not_answer_is_an_error_not_a_number(
+    server_settings: dict[str, object],
+) -> None:
+    from relevance.config import load_settings
+    from relevance.engines import create_engine
+    from relevance.errors import EngineError
+
+    url, alias = server_settings["engine_url"], server_settings["index_alias"]
+    partial = f"{alias}-partial"  # two primaries, room for one: half the index answers
+    body = {
+        "settings": {
+            "number_of_shards": 2,
+            "number_of_replicas": 0,
+            "index.routing.allocation.total_shards_per_node": 1,
+        }
+    }
+    requests.put(f"{url}/{partial}?wait_for_active_shards=0", json=body, timeout=30).raise_for_status()
+    placed = requests.get(f"{url}/_cluster/health/{partial}?wait_for_active_shards=1&timeout=30s", timeout=60)
+    assert placed.json()["active_primary_shards"] == 1, placed.text
+    engine = create_engine(load_settings(**server_settings))
+    with pytest.raises(EngineError, match=r"answered from 1 of 2 shards"):
+        engine.count(partial)

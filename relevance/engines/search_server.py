@@ -36,6 +36,7 @@ MAX_IDS_PER_SEARCH = 10_000  # both engines' default index.max_result_window
 BULK_OPTIONS = {"chunk_size": 500, "max_retries": 0, "raise_on_error": False, "raise_on_exception": True}
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})  # overload and server errors: sent again
 WRITE_BLOCK = "cluster_block_exception"  # a write or disk block: no retry, and no document is to blame
+FINAL_BLOCK_STATUSES = frozenset({403, 429})  # a 503 block (no master yet, state not recovered) passes: retried
 
 
 def filter_clauses(filters: SearchFilters, exclude_ids: Sequence[str] = ()) -> dict[str, Any]:
@@ -204,16 +205,20 @@ class SearchServerEngine:
         meta = {"alias": alias, "created_at": created.isoformat(), "committed": False, "metadata": metadata}
         body = self._mapping(dims, meta)
         try:
-            created_index = self._call("create an index", self._create_index, version, body)
+            try:
+                created_index = self._create_index(version, body)
+            except self.engine_errors as exc:
+                raise self._failed("create an index", exc, self.bulk_timeout) from exc
             if not created_index.get("shards_acknowledged", True):
                 raise EngineError(
-                    f"{self.name} at {self.url} created {version} but placed none of its shards within"
+                    f"{self.name} at {self.url} created {version} but its shards were not placed within"
                     f" {self.shard_wait}: no node takes new shards (a disk past the high watermark?);"
                     " GET _cluster/allocation/explain says why. Nothing was built and the live index is unchanged"
                 )
-        except BaseException:  # even a timeout may have created it: a red index left behind turns /readyz red
-            with contextlib.suppress(RelevanceError):
-                self.drop_version(version)
+        except BaseException as exc:  # even a timeout may have created it: a red index left behind
+            if "resource_already_exists" not in str(exc):  # then it is someone else's: leave it
+                with contextlib.suppress(RelevanceError):
+                    self.drop_version(version)
             raise
         return version
 
@@ -232,7 +237,8 @@ class SearchServerEngine:
             try:
                 results = list(self._streaming_bulk(iter(list(pending.values()))))
             except self.engine_errors as exc:
-                if _status(exc) not in RETRY_STATUSES or _server_reason(exc).startswith(WRITE_BLOCK):
+                final_block = _status(exc) in FINAL_BLOCK_STATUSES and _server_reason(exc).startswith(WRITE_BLOCK)
+                if _status(exc) not in RETRY_STATUSES or final_block:
                     raise self._failed(what, exc, self.bulk_timeout) from exc
                 log.warning("%s: %s answered %s; retrying %d documents", self.name, what, _status(exc), len(pending))
                 continue
@@ -242,7 +248,7 @@ class SearchServerEngine:
                 doc_id = str(item.get("_id"))
                 if ok:
                     pending.pop(doc_id, None)
-                elif _item_error(item).startswith(WRITE_BLOCK):
+                elif _item_error(item).startswith(WRITE_BLOCK) and item.get("status") in FINAL_BLOCK_STATUSES:
                     raise EngineError(
                         f"{self.name} at {self.url} refuses writes ({_item_error(item)}): free disk space below"
                         " the flood-stage watermark, or lift the write block; the live index is unchanged"
@@ -375,7 +381,16 @@ class SearchServerEngine:
 
     # ---------------------------------------------------------------- reads
     def count(self, index: str) -> int:
-        return int(self._call("count", self.client.count, index=index)["count"])
+        answer = self._call("count", self.client.count, index=index)
+        shards = answer.get("_shards") or {}
+        # A count of the shards that answered is not the index's. (OpenSearch counts an
+        # unassigned shard as neither successful nor failed.)
+        if shards.get("successful", 0) < shards.get("total", 0):
+            raise EngineError(
+                f"{self.name} at {self.url}: {index} answered from {shards.get('successful')} of"
+                f" {shards.get('total')} shards (one is not assigned: GET _cluster/allocation/explain)"
+            )
+        return int(answer["count"])
 
     def get(self, index: str, product_ids: Sequence[str]) -> dict[str, Product]:
         """The products found, by id, as searches see them (refreshed documents).

@@ -26,7 +26,7 @@ class ElasticsearchEngine(SearchServerEngine):
         return elasticsearch.Elasticsearch(self.url, request_timeout=self.timeout, max_retries=0)
 
     def _create_index(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
-        client = self.client.options(request_timeout=self.bulk_timeout)
+        client = self.client.options(request_timeout=self.create_timeout)
         return client.indices.create(index=index, body=body, wait_for_active_shards="1", timeout=self.shard_wait)
 
     def _streaming_bulk(self, actions: Iterator[dict[str, Any]]) -> Iterator[tuple[bool, dict[str, Any]]]:

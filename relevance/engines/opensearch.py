@@ -47,7 +47,7 @@ class OpenSearchEngine(SearchServerEngine):
             body=body,
             wait_for_active_shards="1",
             timeout=self.shard_wait,
-            request_timeout=self.bulk_timeout,
+            request_timeout=self.create_timeout,
         )
 
     def _streaming_bulk(self, actions: Iterator[dict[str, Any]]) -> Iterator[tuple[bool, dict[str, Any]]]:

@@ -132,6 +132,12 @@ class SearchServerEngine:
     def bulk_timeout(self) -> float:
         return max(self.timeout, 60.0)  # a bulk request of thousands of documents takes longer than a search
 
+    @property
+    def create_timeout(self) -> float:
+        # The server may queue a create for its master_timeout (30 s), then wait shard_wait (30 s):
+        # a client that gave up first would drop an index still being made, which then stays.
+        return self.bulk_timeout + 30.0
+
     def _failed(self, what: str, error: BaseException, timeout: float | None = None) -> EngineError:
         """The failure in the layer's words (the clients' own texts nest urllib3 reprs); logged once by the API."""
         if isinstance(error, self.timeout_errors):
@@ -152,7 +158,7 @@ class SearchServerEngine:
 
     def _create_index(self, index: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create ``index`` waiting up to ``shard_wait`` for its primary shard (the request
-        itself with the bulk timeout: longer than a search may take)."""
+        itself with ``create_timeout``: longer than a search may take)."""
         raise NotImplementedError
 
     def _streaming_bulk(self, actions: Iterator[dict[str, Any]]) -> Iterator[tuple[bool, dict[str, Any]]]:
@@ -208,7 +214,7 @@ class SearchServerEngine:
             try:
                 created_index = self._create_index(version, body)
             except self.engine_errors as exc:
-                raise self._failed("create an index", exc, self.bulk_timeout) from exc
+                raise self._failed("create an index", exc, self.create_timeout) from exc
             if not created_index.get("shards_acknowledged", True):
                 raise EngineError(
                     f"{self.name} at {self.url} created {version} but its shards were not placed within"

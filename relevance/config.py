@@ -272,8 +272,8 @@ class ConfigFileSource(TomlConfigSettingsSource):
         model = values.get("embedding_model")
         # A model name or a local directory, as sentence-transformers takes it: a directory
         # beside the file is the file's; anything else (a hub name) stays as written.
-        if isinstance(model, str) and model and (base / Path(model).expanduser()).is_dir():
-            values["embedding_model"] = str(base / Path(model).expanduser())
+        if isinstance(model, str) and model and (beside := base / Path(model).expanduser()).is_dir():
+            values["embedding_model"] = str(beside)
         return values
 
 

@@ -89,8 +89,7 @@ class FeatureLog:
                     self._prune(now.date())
                 _append_whole(path, line)
             except OSError as exc:  # a full disk costs the log, never the shopper's search
-                problem = f"{type(exc).__name__}: {exc.strerror or exc}"
-                self._warn_once(f"cannot write the feature log {path} ({problem}); searches go on unlogged")
+                self._warn_once(f"cannot write the feature log {path} ({_said(exc)}); searches go on unlogged")
                 return None
         return path
 
@@ -107,7 +106,7 @@ class FeatureLog:
         try:
             paths = list(self.directory.iterdir())
         except OSError as exc:
-            self._warn_once(f"cannot list the feature logs in {self.directory} ({type(exc).__name__}: {exc.strerror})")
+            self._warn_once(f"cannot list the feature logs in {self.directory} ({_said(exc)})")
             return
         for path in paths:
             match = LOG_FILE.fullmatch(path.name)
@@ -116,7 +115,7 @@ class FeatureLog:
             try:
                 path.unlink(missing_ok=True)
             except OSError as exc:
-                self._warn_once(f"cannot delete the old feature log {path} ({type(exc).__name__}: {exc.strerror})")
+                self._warn_once(f"cannot delete the old feature log {path} ({_said(exc)})")
             else:
                 log.info("deleted the feature log %s (feature_log_keep_days=%d)", path, self.keep_days)
 
@@ -124,6 +123,10 @@ class FeatureLog:
         if problem not in self._failures:
             self._failures.add(problem)
             log.warning("%s", problem)
+
+
+def _said(exc: OSError) -> str:
+    return f"{type(exc).__name__}: {exc.strerror or exc}"
 
 
 def _append_whole(path: Path, line: str) -> None:

@@ -376,13 +376,13 @@ def index_creation_problem(url: str) -> str | None:
         method="PUT",
         headers={"Content-Type": "application/json"},
     )
+    drop = urllib.request.Request(probe, method="DELETE")
     try:
         with contextlib.suppress(urllib.error.HTTPError):  # one an interrupted start left behind
-            urllib.request.urlopen(urllib.request.Request(probe, method="DELETE"), timeout=60).close()
+            urllib.request.urlopen(drop, timeout=60).close()
         with urllib.request.urlopen(create, timeout=60) as response:
             acknowledged = json.loads(response.read()).get("shards_acknowledged", False)
-        with urllib.request.urlopen(urllib.request.Request(probe, method="DELETE"), timeout=60):
-            pass
+        urllib.request.urlopen(drop, timeout=60).close()
     except urllib.error.HTTPError as exc:
         return f"HTTP {exc.code}: {exc.read().decode(errors='replace')[:500]}"
     except (OSError, ValueError) as exc:

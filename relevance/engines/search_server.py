@@ -71,17 +71,22 @@ def _server_reason(error: BaseException) -> str:
     failure = body.get("error") if isinstance(body, dict) else None
     if isinstance(failure, dict):
         causes = failure.get("root_cause")
-        cause = causes[0] if isinstance(causes, list) and causes and isinstance(causes[0], dict) else failure
-        return ": ".join(str(part) for part in (cause.get("type"), cause.get("reason")) if part)
+        return _error_text(
+            causes[0] if isinstance(causes, list) and causes and isinstance(causes[0], dict) else failure
+        )
     return str(getattr(error, "error", None) or getattr(error, "message", None) or error)
 
 
-def _item_error(item: dict[str, Any]) -> str:
-    """A bulk item's error as "type: reason" ("" when it has none)."""
-    error = item.get("error")
+def _error_text(error: Any) -> str:
+    """A server's error object (an answer's root cause, a bulk item's error) as "type: reason"."""
     if not isinstance(error, dict):
         return str(error or "")
     return ": ".join(str(error[key]) for key in ("type", "reason") if error.get(key))
+
+
+def _final_block(status: Any, reason: str) -> bool:
+    """A write or disk block: no retry helps, and no document is to blame."""
+    return status in FINAL_BLOCK_STATUSES and reason.startswith(WRITE_BLOCK)
 
 
 def to_document(product: Product, vector: np.ndarray) -> dict[str, Any]:
@@ -231,9 +236,10 @@ class SearchServerEngine:
     def _bulk(self, what: str, actions: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
         """Send ``actions``; returns (id, item result) of every document the engine refused.
 
-        Documents (or whole requests) answered with a 5xx are sent again with exponential
-        backoff, ``bulk_retries`` times; if some still fail that way the engine is not
-        healthy, so this raises EngineError rather than blaming the documents.
+        Documents (or whole requests) answered with a 429 (overload) or a 5xx are sent again
+        with exponential backoff, ``bulk_retries`` times; if some still fail that way the
+        engine is not healthy, so this raises EngineError rather than blaming the documents.
+        A write or disk block (``_final_block``) raises at once.
         """
         pending = {action["_id"]: action for action in actions}
         refused: list[tuple[str, dict[str, Any]]] = []
@@ -243,8 +249,7 @@ class SearchServerEngine:
             try:
                 results = list(self._streaming_bulk(iter(list(pending.values()))))
             except self.engine_errors as exc:
-                final_block = _status(exc) in FINAL_BLOCK_STATUSES and _server_reason(exc).startswith(WRITE_BLOCK)
-                if _status(exc) not in RETRY_STATUSES or final_block:
+                if _status(exc) not in RETRY_STATUSES or _final_block(_status(exc), _server_reason(exc)):
                     raise self._failed(what, exc, self.bulk_timeout) from exc
                 log.warning("%s: %s answered %s; retrying %d documents", self.name, what, _status(exc), len(pending))
                 continue
@@ -254,9 +259,9 @@ class SearchServerEngine:
                 doc_id = str(item.get("_id"))
                 if ok:
                     pending.pop(doc_id, None)
-                elif _item_error(item).startswith(WRITE_BLOCK) and item.get("status") in FINAL_BLOCK_STATUSES:
+                elif _final_block(item.get("status"), _error_text(item.get("error"))):
                     raise EngineError(
-                        f"{self.name} at {self.url} refuses writes ({_item_error(item)}): free disk space below"
+                        f"{self.name} at {self.url} refuses writes ({_error_text(item.get('error'))}): free disk space below"
                         " the flood-stage watermark, or lift the write block; the live index is unchanged"
                     )
                 elif item.get("status") in RETRY_STATUSES:
@@ -431,7 +436,7 @@ class SearchServerEngine:
         if failed is not None:
             if failed.get("type") == "index_not_found_exception":
                 raise IndexNotReadyError(f"{self.name}: get vectors: no such index or alias", field="index")
-            raise EngineError(f"{self.name} at {self.url} failed to get vectors: {_item_error({'error': failed})}")
+            raise EngineError(f"{self.name} at {self.url} failed to get vectors: {_error_text(failed)}")
         return {
             doc["_id"]: np.asarray(doc["_source"]["vector"], dtype=np.float32)
             for doc in response["docs"]
